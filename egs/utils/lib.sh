@@ -1,0 +1,69 @@
+# egs/utils/lib.sh: small functions shared by every recipe; sourced by each recipe's path.sh.
+#
+#   log MESSAGE...       "2024-05-01 12:00:00 [run.sh:42] MESSAGE" on stderr
+#   die MESSAGE...       log the message, then exit 1
+#   stage_in N           true when $stage <= N <= $stop_stage (both default to "all stages")
+#   stage_done DIR/NAME  true when the marker DIR/.NAME.done exists
+#   mark_done DIR/NAME   write the marker DIR/.NAME.done (atomically); call it last in a stage
+#
+# A stage runs when it is in the selected range and its marker is absent, and it writes its
+# marker as its last step, so a rerun after a failure skips what finished and resumes:
+#
+#     if stage_in 2 && ! stage_done data/train/fbank; then
+#       log "Stage 2: features"
+#       $train_cmd JOB=1:$nj exp/log/fbank.JOB.log compute-features ... JOB ...
+#       mark_done data/train/fbank
+#     fi
+#
+# Delete the marker (rm data/train/.fbank.done) to make a finished stage run again.
+# Put the marker beside the stage's outputs: deleting the outputs then also deletes it.
+# Everything here works under `set -euo pipefail`.
+
+log() {
+  local where=${BASH_SOURCE[1]:-${0}}
+  printf '%s [%s:%s] %s\n' "$(date '+%Y-%m-%d %H:%M:%S')" "${where##*/}" \
+    "${BASH_LINENO[0]:-0}" "$*" >&2
+}
+
+die() {
+  local where=${BASH_SOURCE[1]:-${0}}
+  printf '%s [%s:%s] error: %s\n' "$(date '+%Y-%m-%d %H:%M:%S')" "${where##*/}" \
+    "${BASH_LINENO[0]:-0}" "$*" >&2
+  exit 1
+}
+
+# The marker file of DIR/NAME: DIR/.NAME.done (NAME alone means ./.NAME.done).
+__lib_marker() {
+  local target=${1%/}
+  [ -n "$target" ] || { echo "lib.sh: a stage marker needs a name (DIR/NAME)" >&2; return 2; }
+  local dir=. name=$target
+  case "$target" in
+    */*) dir=${target%/*} name=${target##*/} ;;
+  esac
+  printf '%s/.%s.done\n' "${dir:-/}" "$name"
+}
+
+stage_in() {
+  local n=${1:?stage_in needs a stage number}
+  [[ $n =~ ^-?[0-9]+$ ]] || { echo "stage_in: '$n' is not a stage number" >&2; exit 1; }
+  local first=${stage:-0} last=${stop_stage:-1000000}
+  [[ $first =~ ^-?[0-9]+$ ]] || { echo "stage_in: stage='$first' is not a number" >&2; exit 1; }
+  [[ $last =~ ^-?[0-9]+$ ]] || { echo "stage_in: stop_stage='$last' is not a number" >&2; exit 1; }
+  [ "$first" -le "$n" ] && [ "$n" -le "$last" ]
+}
+
+stage_done() {
+  local marker
+  marker=$(__lib_marker "${1:-}") || exit 1
+  [ -f "$marker" ]
+}
+
+mark_done() {
+  local marker dir tmp
+  marker=$(__lib_marker "${1:-}") || exit 1
+  dir=${marker%/*}
+  mkdir -p "$dir"
+  tmp=$(mktemp "$dir/.tmp.XXXXXX")
+  printf 'done %s by %s\n' "$(date '+%Y-%m-%d %H:%M:%S')" "${BASH_SOURCE[1]:-$0}" >"$tmp"
+  mv -f "$tmp" "$marker"
+}
