@@ -35,6 +35,14 @@ class Transducer(nn.Module):
         self.simple_am_proj = nn.Linear(cfg.encoder_dim, cfg.vocab_size)
         self.simple_lm_proj = nn.Linear(cfg.decoder_dim, cfg.vocab_size)
         self.ctc_head = nn.Sequential(nn.Dropout(cfg.dropout), nn.Linear(cfg.encoder_dim, cfg.vocab_size))
+        # global feature normalisation (CMVN), set from training statistics; part of the weights
+        # so that every consumer of a checkpoint normalises the same way
+        self.register_buffer("feat_mean", torch.zeros(cfg.feat_dim))
+        self.register_buffer("feat_std", torch.ones(cfg.feat_dim))
+
+    def set_cmvn(self, mean: torch.Tensor, std: torch.Tensor) -> None:
+        self.feat_mean.copy_(torch.as_tensor(mean, dtype=torch.float32))
+        self.feat_std.copy_(torch.as_tensor(std, dtype=torch.float32).clamp(min=1e-5))
 
     @property
     def blank_id(self) -> int:
@@ -42,7 +50,7 @@ class Transducer(nn.Module):
 
     def encode(self, feats: torch.Tensor, feat_lens: torch.Tensor):
         """(N, T, F) features -> (N, T', encoder_dim), (N,) lengths after 4x subsampling."""
-        return self.encoder(feats, feat_lens)
+        return self.encoder((feats - self.feat_mean) / self.feat_std, feat_lens)
 
     def ctc_logprobs(self, enc: torch.Tensor) -> torch.Tensor:
         return self.ctc_head(enc).log_softmax(-1)
