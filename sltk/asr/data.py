@@ -67,6 +67,35 @@ class SpecAugment:
         return x
 
 
+class NoiseMixer:
+    """MUSAN-style additive noise in the log-mel domain: x' = log(exp(x) + g * exp(n)), with the
+    gain g set for an SNR drawn uniformly from ``snr`` (dB) over mel power, noise tiled/cropped
+    to the utterance. ``noises``: log-mel matrices (T_i, F) of noise recordings."""
+
+    def __init__(self, noises: List[torch.Tensor], snr=(10.0, 20.0), p: float = 0.5, seed: Optional[int] = None):
+        if not noises:
+            raise ValueError("NoiseMixer needs at least one noise")
+        self.noises, self.snr, self.p = noises, snr, p
+        self.rng = random.Random(seed)
+
+    def __call__(self, x: torch.Tensor, lens: torch.Tensor) -> torch.Tensor:
+        x = x.clone()
+        for i in range(x.size(0)):
+            if self.rng.random() >= self.p:
+                continue
+            t = int(lens[i])
+            n = self.noises[self.rng.randrange(len(self.noises))]
+            reps = -(-t // n.size(0))
+            start = self.rng.randrange(n.size(0))
+            n = torch.cat([n] * (reps + 1))[start: start + t].to(x.dtype)
+            snr = self.rng.uniform(*self.snr)
+            sp = x[i, :t].exp().mean()
+            npow = n.exp().mean()
+            gain = sp / (npow * 10 ** (snr / 10))
+            x[i, :t] = torch.logaddexp(x[i, :t], n + gain.log())
+        return x
+
+
 def alignable(num_frames: int, num_tokens: int) -> bool:
     """A transducer (and CTC) needs at least as many encoder frames as tokens, and some frames."""
     t = int(subsampled_lengths(torch.tensor(num_frames)))

@@ -1,0 +1,420 @@
+"""Transducer training: data, optimisation, checkpoints and resume, data-parallel workers.
+
+One :class:`TrainConfig` holds everything; :func:`train` runs in each worker process (rank)
+and is resumable: rerunning with the same exp_dir continues from the newest checkpoint
+(model, optimiser, scheduler, sampler position, RNG states), losing nothing beyond it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import random
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Dict, List, Optional, Tuple
+
+import numpy as np
+import torch
+
+from sltk.asr import loss as L
+from sltk.asr.checkpoint import average_checkpoints, config_diff, load_weights, read_checkpoint, save_checkpoint
+from sltk.asr.config import ModelConfig
+from sltk.asr.data import AsrBatches, NoiseMixer, SpecAugment, alignable
+from sltk.asr.model import Transducer
+from sltk.utils.errors import UserError
+from sltk.utils.io import atomic_open, atomic_path
+
+log = logging.getLogger("sltk")
+
+
+@dataclass
+class TrainConfig:
+    cuts_train: str = ""
+    cuts_dev: str = ""
+    lang_dir: str = ""
+    exp_dir: str = ""
+    model: Dict = field(default_factory=dict)  # ModelConfig keys
+    loss: str = "auto"                  # auto | k2 | torchaudio | torch
+    prune_range: int = 5
+    simple_loss_scale: float = 0.5
+    am_scale: float = 0.0
+    lm_scale: float = 0.25
+    warm_step: int = 2000               # k2 loss-weight warm-up (steps)
+    num_epochs: int = 10
+    max_duration: float = 200.0         # seconds of audio per batch (per worker)
+    num_buckets: int = 10
+    num_workers: int = 0
+    lr: float = 1e-3                    # peak learning rate
+    warmup_steps: int = 500             # linear warm-up, then inverse square root decay
+    weight_decay: float = 1e-6
+    clip_grad: float = 5.0
+    spec_augment: bool = True
+    noise_cuts: str = ""                # cuts with features to mix in as noise (MUSAN-style)
+    noise_snr: Tuple[float, float] = (10.0, 20.0)
+    noise_prob: float = 0.5
+    save_every_n: int = 500             # steps between checkpoints (0: epochs only)
+    keep_last_k: int = 3                # step checkpoints kept
+    average_last: int = 0               # at the end: average the last N epoch checkpoints
+    seed: int = 42
+    device: str = "auto"                # auto | cpu | cuda
+    amp: bool = True                    # mixed precision on CUDA
+    world_size: int = 1
+    max_steps: int = 0                  # stop after this many steps (0: no limit; for tests)
+    log_every: int = 20
+
+    @classmethod
+    def keys(cls) -> List[str]:
+        return [f.name for f in fields(cls)]
+
+
+# ---------------------------------------------------------------------------------- helpers
+def lr_lambda(warmup: int):
+    def f(step: int) -> float:
+        step = max(step, 1)
+        return min(step / warmup, math.sqrt(warmup / step)) if warmup > 0 else 1.0
+    return f
+
+
+def rng_state() -> Dict:
+    return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+
+
+def set_rng_state(s: Dict) -> None:
+    random.setstate(s["python"])
+    np.random.set_state(s["numpy"])
+    torch.set_rng_state(s["torch"])
+
+
+def checkpoints(exp_dir: Path) -> List[Tuple[int, Path]]:
+    """(step, path) of every checkpoint in exp_dir, oldest first."""
+    out = []
+    for p in list(exp_dir.glob("checkpoint-*.pt")) + list(exp_dir.glob("epoch-*.pt")):
+        try:
+            out.append((int(torch.load(p, map_location="cpu")["step"]), p))
+        except Exception:
+            log.warning("ignoring unreadable checkpoint %s", p)
+    return sorted(out, key=lambda x: (x[0], x[1].name.startswith("epoch")))
+
+
+class Tokenizer:
+    def __init__(self, lang_dir: str):
+        import sentencepiece as spm
+
+        model = Path(lang_dir) / "bpe.model"
+        if not model.is_file():
+            raise UserError(f"{model} does not exist (run prepare-lang first)")
+        self.sp = spm.SentencePieceProcessor(model_file=str(model))
+
+    @property
+    def vocab_size(self) -> int:
+        return self.sp.get_piece_size()
+
+    def encode(self, texts: List[str]) -> List[List[int]]:
+        return self.sp.encode(texts, out_type=int)
+
+    def decode(self, ids: List[int]) -> str:
+        return self.sp.decode(ids)
+
+
+def load_cuts(path: str, what: str):
+    from lhotse import CutSet
+
+    if not path or not Path(path).is_file():
+        raise UserError(f"{what} cuts manifest {path!r} does not exist")
+    try:
+        return CutSet.from_file(path).to_eager()
+    except Exception as e:
+        raise UserError(f"cannot read {what} cuts {path}: {str(e)[:200]}") from None
+
+
+def filter_cuts(cuts, tok: Tokenizer, what: str):
+    """Drop cuts without features, text, or with fewer frames than tokens; log how many."""
+    keep = []
+    dropped = 0
+    for c in cuts:
+        text = " ".join(s.text for s in c.supervisions if s.text)
+        if not c.has_features or not text or not alignable(c.num_frames, len(tok.encode([text])[0])):
+            dropped += 1
+            continue
+        keep.append(c)
+    if dropped:
+        log.warning("%s: dropped %d of %d cuts (no features/text, or too short for their tokens)",
+                    what, dropped, len(cuts))
+    if not keep:
+        raise UserError(f"{what}: no usable cuts")
+    from lhotse import CutSet
+
+    return CutSet.from_cuts(keep)
+
+
+def resolve_device(name: str, rank: int) -> torch.device:
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda":
+        if not torch.cuda.is_available():
+            raise UserError("--device cuda: no CUDA device")
+        return torch.device("cuda", rank % torch.cuda.device_count())
+    return torch.device("cpu")
+
+
+def feature_stats(cuts, max_cuts: int = 2000) -> Tuple[torch.Tensor, torch.Tensor]:
+    n, s, ss = 0, None, None
+    for c in list(cuts)[:max_cuts]:
+        f = torch.from_numpy(c.load_features()).double()
+        s = f.sum(0) if s is None else s + f.sum(0)
+        ss = (f ** 2).sum(0) if ss is None else ss + (f ** 2).sum(0)
+        n += f.size(0)
+    mean = s / n
+    return mean.float(), (ss / n - mean ** 2).clamp(min=1e-10).sqrt().float()
+
+
+# ---------------------------------------------------------------------------------- training
+def prepare(cfg: TrainConfig) -> Tuple[ModelConfig, str]:
+    """Validate the config, resolve the model config and the loss backend; write them to exp_dir."""
+    exp = Path(cfg.exp_dir)
+    if not cfg.exp_dir:
+        raise UserError("--exp-dir is required")
+    tok = Tokenizer(cfg.lang_dir)
+    backend = L.default_backend() if cfg.loss == "auto" else cfg.loss
+    if backend not in L.BACKENDS:
+        raise UserError(f"--loss must be auto or one of {', '.join(L.BACKENDS)}, got {cfg.loss!r}")
+    if backend == "k2" and not L.k2_available():
+        raise UserError("--loss k2: k2 cannot be imported here (use --loss torchaudio)")
+    if backend == "torchaudio" and not L.torchaudio_rnnt_available():
+        raise UserError("--loss torchaudio: this torchaudio has no rnnt_loss (use --loss torch)")
+    mdict = dict(cfg.model)
+    mdict.setdefault("vocab_size", tok.vocab_size)
+    if mdict["vocab_size"] != tok.vocab_size:
+        raise UserError(f"model vocab_size {mdict['vocab_size']} differs from the lang dir's {tok.vocab_size}")
+    mcfg = ModelConfig.from_dict(mdict, where="the model config")
+    exp.mkdir(parents=True, exist_ok=True)
+    return mcfg, backend
+
+
+def train(rank: int, cfg: TrainConfig, mcfg: ModelConfig, backend: str) -> None:
+    world = cfg.world_size
+    if world > 1:
+        import torch.distributed as dist
+
+        os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
+        os.environ.setdefault("MASTER_PORT", "29533")
+        dev_name = cfg.device if cfg.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+        dist.init_process_group("nccl" if dev_name == "cuda" else "gloo", rank=rank, world_size=world)
+    try:
+        _train(rank, cfg, mcfg, backend)
+    finally:
+        if world > 1:
+            import torch.distributed as dist
+
+            dist.destroy_process_group()
+
+
+def _train(rank: int, cfg: TrainConfig, mcfg: ModelConfig, backend: str) -> None:
+    from lhotse.dataset import DynamicBucketingSampler
+
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // cfg.world_size) if cfg.world_size > 1
+                          else torch.get_num_threads())
+    exp = Path(cfg.exp_dir)
+    device = resolve_device(cfg.device, rank)
+    tok = Tokenizer(cfg.lang_dir)
+    train_cuts = filter_cuts(load_cuts(cfg.cuts_train, "training"), tok, "training")
+    dev_cuts = filter_cuts(load_cuts(cfg.cuts_dev, "dev"), tok, "dev") if cfg.cuts_dev else None
+
+    random.seed(cfg.seed + rank)
+    np.random.seed(cfg.seed + rank)
+    torch.manual_seed(cfg.seed)  # same initial weights on every rank
+    model = Transducer(mcfg)
+    model.set_cmvn(*feature_stats(train_cuts))
+    model.to(device)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(cfg.warmup_steps))
+    use_amp = cfg.amp and device.type == "cuda"
+    scaler = torch.cuda.amp.GradScaler(enabled=use_amp)
+
+    transforms = []
+    if cfg.noise_cuts:
+        noises = [torch.from_numpy(c.load_features()) for c in list(load_cuts(cfg.noise_cuts, "noise"))[:500]
+                  if c.has_features]
+        if not noises:
+            raise UserError(f"noise cuts {cfg.noise_cuts} have no features")
+        transforms.append(NoiseMixer(noises, snr=tuple(cfg.noise_snr), p=cfg.noise_prob, seed=cfg.seed + rank))
+    if cfg.spec_augment:
+        transforms.append(SpecAugment(seed=cfg.seed + rank))
+    dataset = AsrBatches(transforms)
+    num_buckets = max(1, min(cfg.num_buckets, len(train_cuts) // 4))
+    sampler = DynamicBucketingSampler(train_cuts, max_duration=cfg.max_duration, shuffle=True,
+                                      num_buckets=num_buckets, drop_last=False, seed=cfg.seed,
+                                      world_size=cfg.world_size, rank=rank)
+
+    step, epoch = 0, 1
+    ckpts = checkpoints(exp)
+    if ckpts:
+        last = ckpts[-1][1]
+        obj = read_checkpoint(last)
+        diff = config_diff(mcfg.to_dict(), obj["model_config"])
+        if diff:
+            raise UserError(f"{exp} holds checkpoints of a different model ({'; '.join(diff[:3])}); "
+                            "use another --exp-dir or the same model config")
+        load_weights(model, obj["model"], str(last))
+        opt.load_state_dict(obj["optimizer"])
+        sched.load_state_dict(obj["scheduler"])
+        if obj.get("scaler"):
+            scaler.load_state_dict(obj["scaler"])
+        step, epoch = obj["step"], obj["epoch"]
+        if obj.get("end_of_epoch"):
+            epoch += 1
+        elif obj.get("sampler"):
+            sampler.load_state_dict(obj["sampler"])
+        set_rng_state(obj["rng"])
+        for t, st in zip(transforms, obj["rng"].get("transforms", [])):
+            t.rng.setstate(st)
+        if rank == 0:
+            log.info("resuming from %s (step %d, epoch %d)", last, step, epoch)
+
+    ddp_model = model
+    if cfg.world_size > 1:
+        ddp_model = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None,
+            # the simple-loss projections serve only k2's loss, the CTC head only a CTC weight
+            find_unused_parameters=backend != "k2" or mcfg.ctc_weight == 0)
+
+    writer = None
+    if rank == 0:
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+
+            writer = SummaryWriter(str(exp / "tensorboard"))
+        except Exception as e:  # tensorboard is optional
+            log.warning("no TensorBoard logging (%s)", e)
+
+    def save(path: Path, end_of_epoch: bool) -> None:
+        if rank != 0:
+            return
+        save_checkpoint(path, model, step=step, epoch=epoch, end_of_epoch=end_of_epoch,
+                        optimizer=opt.state_dict(), scheduler=sched.state_dict(),
+                        scaler=scaler.state_dict() if use_amp else None,
+                        sampler=None if end_of_epoch else sampler.state_dict(),
+                        rng=dict(rng_state(), transforms=[t.rng.getstate() for t in transforms]),
+                        train_config=asdict(cfg), loss_backend=backend)
+        step_ckpts = sorted(exp.glob("checkpoint-*.pt"), key=lambda p: int(p.stem.split("-")[1]))
+        for old in step_ckpts[: max(0, len(step_ckpts) - cfg.keep_last_k)]:
+            old.unlink()
+
+    skipped = 0
+    stop = False
+    t_start = time.time()
+    frames_seen = 0
+    while epoch <= cfg.num_epochs and not stop:
+        sampler.set_epoch(epoch)
+        loader = torch.utils.data.DataLoader(dataset, sampler=sampler, batch_size=None,
+                                             num_workers=cfg.num_workers)
+        model.train()
+        tot: Dict[str, float] = {}
+        tot_frames = 0
+        for batch in loader:
+            feats = batch["feats"].to(device)
+            lens = batch["feat_lens"].to(device)
+            ys = tok.encode(batch["texts"])
+            with torch.autocast(device_type=device.type, enabled=use_amp):
+                losses = ddp_model(feats, lens, ys, backend=backend, prune_range=cfg.prune_range,
+                                   am_scale=cfg.am_scale, lm_scale=cfg.lm_scale)
+            total = L.combine(losses, backend, step, cfg.warm_step, cfg.simple_loss_scale, mcfg.ctc_weight)
+            n_frames = int(lens.sum())
+            if not torch.isfinite(total):
+                skipped += 1
+                log.warning("step %d: non-finite loss (%s), batch skipped (%d so far)", step,
+                            {k: float(v) for k, v in losses.items()}, skipped)
+                opt.zero_grad(set_to_none=True)
+                continue
+            opt.zero_grad(set_to_none=True)
+            scaler.scale(total / max(1, n_frames)).backward()
+            scaler.unscale_(opt)
+            gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_grad)
+            if not torch.isfinite(gnorm):
+                skipped += 1
+                log.warning("step %d: non-finite gradient, batch skipped (%d so far)", step, skipped)
+                opt.zero_grad(set_to_none=True)
+                scaler.update()
+                continue
+            scaler.step(opt)
+            scaler.update()
+            sched.step()
+            step += 1
+            frames_seen += n_frames
+            tot_frames += n_frames
+            for k, v in losses.items():
+                tot[k] = tot.get(k, 0.0) + float(v)
+            if rank == 0 and step % cfg.log_every == 0:
+                per = {k: v / max(1, tot_frames) for k, v in tot.items()}
+                fps = frames_seen / max(1e-6, time.time() - t_start)
+                log.info("epoch %d step %d lr %.2e loss/frame %s grad-norm %.2f %.0f frames/s", epoch, step,
+                         sched.get_last_lr()[0], " ".join(f"{k}={v:.4f}" for k, v in per.items()),
+                         float(gnorm), fps)
+                if writer:
+                    for k, v in per.items():
+                        writer.add_scalar(f"train/{k}", v, step)
+                    writer.add_scalar("train/lr", sched.get_last_lr()[0], step)
+                    writer.add_scalar("train/frames_per_s", fps, step)
+            if cfg.save_every_n and step % cfg.save_every_n == 0:
+                save(exp / f"checkpoint-{step}.pt", end_of_epoch=False)
+            if cfg.max_steps and step >= cfg.max_steps:
+                stop = True
+                break
+        if stop:
+            save(exp / f"checkpoint-{step}.pt", end_of_epoch=False)
+            break
+        if rank == 0 and dev_cuts is not None:
+            dev = evaluate(model, dev_cuts, tok, backend, cfg, device)
+            log.info("epoch %d dev loss/frame %s", epoch, " ".join(f"{k}={v:.4f}" for k, v in dev.items()))
+            if writer:
+                for k, v in dev.items():
+                    writer.add_scalar(f"dev/{k}", v, step)
+        save(exp / f"epoch-{epoch}.pt", end_of_epoch=True)
+        epoch += 1
+    if rank == 0:
+        if writer:
+            writer.close()
+        if cfg.average_last > 0:
+            average(exp, cfg.num_epochs, cfg.average_last)
+        with atomic_open(exp / "train_summary.json") as f:
+            json.dump({"steps": step, "epochs_done": epoch - 1, "skipped_batches": skipped,
+                       "frames_per_s": frames_seen / max(1e-6, time.time() - t_start),
+                       "loss_backend": backend}, f, indent=2)
+        log.info("training done: %d steps, %d batches skipped", step, skipped)
+
+
+def average(exp: Path, last_epoch: int, n: int) -> Optional[Path]:
+    paths = [exp / f"epoch-{e}.pt" for e in range(last_epoch - n + 1, last_epoch + 1) if e >= 1]
+    paths = [p for p in paths if p.is_file()]
+    if not paths:
+        log.warning("no epoch checkpoints to average")
+        return None
+    out = exp / f"avg-{paths[0].stem.split('-')[1]}-{last_epoch}.pt"
+    obj = average_checkpoints(paths)
+    with atomic_path(out) as tmp:
+        torch.save(obj, tmp)
+    log.info("averaged %s into %s", ", ".join(p.name for p in paths), out)
+    return out
+
+
+@torch.no_grad()
+def evaluate(model: Transducer, cuts, tok: Tokenizer, backend: str, cfg: TrainConfig,
+             device: torch.device) -> Dict[str, float]:
+    from lhotse.dataset import SimpleCutSampler
+
+    model.eval()
+    tot: Dict[str, float] = {}
+    frames = 0
+    for cutset in SimpleCutSampler(cuts, max_duration=cfg.max_duration):
+        b = AsrBatches()[cutset]
+        losses = model(b["feats"].to(device), b["feat_lens"].to(device), tok.encode(b["texts"]),
+                       backend=backend, prune_range=cfg.prune_range, am_scale=cfg.am_scale, lm_scale=cfg.lm_scale)
+        frames += int(b["feat_lens"].sum())
+        for k, v in losses.items():
+            tot[k] = tot.get(k, 0.0) + float(v)
+    model.train()
+    return {k: v / max(1, frames) for k, v in tot.items()}
