@@ -40,18 +40,16 @@ def decode_all(model, cuts, tok):
     return dict(zip(b["ids"], (tok.decode(h) for h in hyps))), dict(zip(b["ids"], b["texts"]))
 
 
-def test_overfit_ten_utterances_greedy_reproduces_text(toy_corpus, tmp_path):
+def test_overfit_ten_utterances_greedy_reproduces_text(toy_corpus, overfit_model):
     cuts_path, lang = toy_corpus
-    cfg = config(cuts_path, lang, tmp_path / "exp", average_last=0)
-    mcfg, backend = prepare(cfg)
-    torch.set_num_threads(1)
-    train(0, cfg, mcfg, backend)
-    model = load_model(tmp_path / "exp" / f"epoch-{cfg.num_epochs}.pt")
+    exp, cfg = overfit_model
+    model = load_model(exp / f"epoch-{cfg.num_epochs}.pt")
     hyps, refs = decode_all(model, load_cuts(str(cuts_path), "t"), Tokenizer(str(lang)))
     wrong = {k: (refs[k], hyps[k]) for k in refs if hyps[k] != refs[k]}
     assert not wrong, wrong
-    summary = json.loads((tmp_path / "exp" / "train_summary.json").read_text())
-    assert summary["skipped_batches"] == 0 and summary["loss_backend"] == backend
+    summary = json.loads((exp / "train_summary.json").read_text())
+    assert summary["skipped_batches"] == 0 and summary["loss_backend"] == cfg.loss
+    assert (exp / f"avg-{cfg.num_epochs - 2}-{cfg.num_epochs}.pt").is_file()
 
 
 def test_resume_continues_from_saved_step(toy_corpus, tmp_path):

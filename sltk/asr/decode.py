@@ -1,0 +1,188 @@
+"""Decoding a CutSet with every method, with per-utterance scores and the real-time factor.
+
+Methods (``METHODS``):
+
+==================  =======================================================================
+greedy              transducer greedy search (batched)
+modified_beam       transducer beam search, one symbol per frame (batched)
+fast_beam           k2 lattice-based transducer search over the trivial graph (stateless
+                    prediction network)
+fast_beam_LG        the same, constrained by the lexicon and the n-gram LM (LG graph)
+ctc_greedy          CTC head, best frame-wise tokens collapsed
+ctc_H               CTC head, k2 lattice decoding with the CTC topology H, one best path
+ctc_HLG             CTC head, k2 lattice decoding with HLG (lexicon + n-gram LM), one best
+ctc_HLG_nbest       CTC head, HLG lattice, n-best paths rescored, best taken
+==================  =======================================================================
+
+The score written per utterance is the log-likelihood of the hypothesis' tokens under the
+model (all alignments: the RNN-T loss for transducer methods, the CTC loss for CTC methods),
+so that scores are comparable across methods.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Dict, List, Optional, Tuple
+
+import torch
+
+from sltk.asr import loss as L
+from sltk.asr.data import AsrBatches
+from sltk.asr.model import Transducer, pad_targets
+from sltk.asr.search import fast_beam_search, greedy_search, modified_beam_search
+from sltk.utils.errors import UserError
+
+log = logging.getLogger("sltk")
+
+METHODS = ("greedy", "modified_beam", "fast_beam", "fast_beam_LG", "ctc_greedy", "ctc_H", "ctc_HLG",
+           "ctc_HLG_nbest")
+NEEDS_K2 = {"fast_beam", "fast_beam_LG", "ctc_H", "ctc_HLG", "ctc_HLG_nbest"}
+
+
+@dataclass
+class DecodeOptions:
+    beam: int = 4
+    fast_beam: float = 4.0
+    max_states: int = 32
+    max_contexts: int = 8
+    search_beam: float = 20.0
+    output_beam: float = 8.0
+    num_paths: int = 100
+    nbest_scale: float = 0.5
+    lm_scale: float = 1.0               # scale of the LM scores in HLG / LG graphs
+
+
+def compile_lg(lang, lm_scale: float = 1.0):
+    """LG for transducer fast beam search: det(L o G) over tokens with word aux labels,
+    disambiguation tokens removed (icefall's compile_lg), LM scores scaled."""
+    import k2
+
+    L_dis = lang.graph("L_disambig")
+    G = lang.graph("G")
+    G = k2.Fsa.from_dict({k: v for k, v in G.as_dict().items()})
+    G.scores = G.scores * lm_scale
+    first_tok_disambig = lang.token2id["#0"]
+    first_word_disambig = lang.word2id["#0"]
+    L_dis = k2.arc_sort(L_dis)
+    G = k2.arc_sort(G)
+    LG = k2.compose(L_dis, G)
+    LG = k2.connect(LG)
+    LG = k2.determinize(LG)
+    LG = k2.connect(LG)
+    LG.labels[LG.labels >= first_tok_disambig] = 0
+    if isinstance(LG.aux_labels, torch.Tensor):
+        LG.aux_labels[LG.aux_labels >= first_word_disambig] = 0
+    else:
+        LG.aux_labels.values[LG.aux_labels.values >= first_word_disambig] = 0
+    LG.__dict__["_properties"] = None
+    LG = k2.remove_epsilon(LG)
+    LG = k2.connect(LG)
+    LG.aux_labels = LG.aux_labels.remove_values_eq(0)
+    return k2.arc_sort(LG)
+
+
+def _graph_with_lm_scale(graph, lm_scale: float):
+    if lm_scale == 1.0 or not hasattr(graph, "lm_scores"):
+        return graph
+    import k2
+
+    g = k2.Fsa.from_dict(graph.as_dict())
+    g.scores = g.scores - g.lm_scores + lm_scale * g.lm_scores
+    return g
+
+
+class Decoder:
+    """Decodes batches with one method; graphs are built once."""
+
+    def __init__(self, model: Transducer, method: str, lang, opts: DecodeOptions, device: torch.device):
+        if method not in METHODS:
+            raise UserError(f"unknown method {method!r} (one of {', '.join(METHODS)})")
+        if method in NEEDS_K2 and not L.k2_available():
+            raise UserError(f"method {method} needs k2, which cannot be imported here")
+        if method.startswith("fast_beam") and model.cfg.decoder != "stateless":
+            raise UserError(f"method {method} needs the stateless prediction network; this model has "
+                            f"'{model.cfg.decoder}' (use greedy or modified_beam)")
+        if method.startswith("ctc") and model.cfg.ctc_weight <= 0:
+            log.warning("the CTC head was trained with weight 0: %s results are meaningless", method)
+        self.model, self.method, self.lang, self.opts, self.device = model, method, lang, opts, device
+        self.graph = None
+        if method == "fast_beam_LG":
+            self.graph = compile_lg(lang, opts.lm_scale).to(device)
+        elif method == "ctc_H":
+            self.graph = lang.graph("H", device)
+        elif method.startswith("ctc_HLG"):
+            self.graph = lang.graph("HLG", device)
+        self.words_out = method in ("fast_beam_LG", "ctc_HLG", "ctc_HLG_nbest")
+
+    @torch.no_grad()
+    def __call__(self, feats: torch.Tensor, lens: torch.Tensor):
+        """Texts of a batch, and the encoder output (for :meth:`score`)."""
+        m, o = self.model, self.opts
+        enc, enc_lens = m.encode(feats.to(self.device), lens.to(self.device))
+        meth = self.method
+        if meth == "greedy":
+            ids = greedy_search(m, enc, enc_lens)
+        elif meth == "modified_beam":
+            ids = modified_beam_search(m, enc, enc_lens, beam=o.beam)
+        elif meth.startswith("fast_beam"):
+            ids = fast_beam_search(m, enc, enc_lens, graph=self.graph, beam=o.fast_beam, max_states=o.max_states,
+                                   max_contexts=o.max_contexts, use_word_labels=self.words_out)
+        else:
+            from sltk.decode.ctc import ctc_greedy, ctc_k2_decode
+
+            lp = m.ctc_logprobs(enc)
+            if meth == "ctc_greedy":
+                ids = ctc_greedy(lp, enc_lens)
+            else:
+                ids = ctc_k2_decode(lp, enc_lens, self.graph, search_beam=o.search_beam, output_beam=o.output_beam,
+                                    method="nbest" if meth.endswith("nbest") else "1best",
+                                    num_paths=o.num_paths, nbest_scale=o.nbest_scale)
+        texts = [self.lang.words_to_text(h) if self.words_out else self.lang.tokens_to_text(h) for h in ids]
+        return texts, enc, enc_lens
+
+    @torch.no_grad()
+    def score(self, enc: torch.Tensor, enc_lens: torch.Tensor, texts: List[str]) -> List[float]:
+        """Log-likelihood of each hypothesis' tokens (transducer or CTC, as the method)."""
+        m = self.model
+        ys = [self.lang.encode(t) if t else [] for t in texts]
+        out = []
+        for i, y in enumerate(ys):
+            e = enc[i: i + 1, : enc_lens[i]]
+            el = enc_lens[i: i + 1]
+            yy, yl = pad_targets([y], pad=m.blank_id, device=e.device)
+            if self.method.startswith("ctc"):
+                lp = m.ctc_logprobs(e)
+                nll = torch.nn.functional.ctc_loss(lp.transpose(0, 1), yy, el, yl, blank=m.blank_id,
+                                                   reduction="sum", zero_infinity=False)
+            else:
+                dec = m.decoder(yy)
+                logits = m.joiner(e[:, :, None, :], dec[:, None, :, :])
+                backend = "torchaudio" if L.torchaudio_rnnt_available() else "torch"
+                nll = L.rnnt_loss_full(logits, yy, el, yl, m.blank_id, backend)
+            out.append(-float(nll))
+        return out
+
+
+def decode_cuts(decoder: Decoder, cuts, max_duration: float = 300.0, progress=None) -> Dict:
+    """Decode every cut; returns {"hyps": {id: text}, "refs": {...}, "scores": {...}, "audio_s",
+    "decode_s"}. Audio seconds are from the cuts' durations."""
+    from lhotse.dataset import SimpleCutSampler
+
+    hyps, refs, scores = {}, {}, {}
+    audio = 0.0
+    elapsed = 0.0
+    ds = AsrBatches()
+    sampler = SimpleCutSampler(cuts, max_duration=max_duration, shuffle=False)
+    batches = progress(sampler, desc="decode") if progress else sampler
+    for cutset in batches:
+        b = ds[cutset]
+        t0 = time.perf_counter()
+        texts, enc, enc_lens = decoder(b["feats"], b["feat_lens"])
+        elapsed += time.perf_counter() - t0  # the search only, not the scoring below
+        sc = decoder.score(enc, enc_lens, texts)
+        audio += sum(c.duration for c in cutset)
+        for uid, ref, hyp, s in zip(b["ids"], b["texts"], texts, sc):
+            hyps[uid], refs[uid], scores[uid] = hyp, ref, s
+    return {"hyps": hyps, "refs": refs, "scores": scores, "audio_s": audio, "decode_s": elapsed}

@@ -1,0 +1,85 @@
+"""decode-transducer: decode a CutSet with a transducer checkpoint, by one or more methods."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import click
+import torch
+
+from sltk.asr.checkpoint import load_model
+from sltk.asr.decode import METHODS, DecodeOptions, Decoder, decode_cuts
+from sltk.asr.train import load_cuts
+from sltk.utils.cli import program, summary
+from sltk.utils.errors import UserError
+from sltk.utils.io import atomic_open, write_table
+from sltk.utils.progress import progress
+
+log = logging.getLogger("sltk")
+
+
+@program(name="decode-transducer", examples=[
+    "decode-transducer --checkpoint exp/rnnt/avg-8-10.pt --cuts exp/fbank/test/cuts.jsonl.gz "
+    "--lang-dir data/lang_bpe_500 --method greedy --method ctc_HLG --out-dir exp/rnnt/decode_test",
+    "decode-transducer ... --method modified_beam --beam 8 --out-dir exp/rnnt/decode_dev",
+])
+@click.option("--checkpoint", required=True, type=click.Path(dir_okay=False), help="Model checkpoint (.pt).")
+@click.option("--cuts", required=True, help="CutSet with features (compute-features output).")
+@click.option("--lang-dir", required=True, help="Lang directory (prepare-lang output).")
+@click.option("--method", "methods", multiple=True, default=("greedy",), type=click.Choice(METHODS),
+              help="Decoding method; repeat for several (one output subdirectory each).")
+@click.option("--out-dir", required=True, help="Writes <out-dir>/<method>/{hyp.txt,ref.txt,scores.txt,rtf.json}.")
+@click.option("--beam", default=4, type=int, help="modified_beam: hypotheses kept.")
+@click.option("--fast-beam", default=4.0, type=float, help="fast_beam: log-prob beam of k2's search.")
+@click.option("--max-states", default=32, type=int, help="fast_beam: states kept per frame.")
+@click.option("--max-contexts", default=8, type=int, help="fast_beam: decoder contexts per frame.")
+@click.option("--search-beam", default=20.0, type=float, help="ctc_*: intersect_dense_pruned search beam.")
+@click.option("--output-beam", default=8.0, type=float, help="ctc_*: lattice output beam.")
+@click.option("--num-paths", default=100, type=int, help="ctc_HLG_nbest: paths sampled.")
+@click.option("--nbest-scale", default=0.5, type=float, help="ctc_HLG_nbest: lattice score scale for sampling.")
+@click.option("--lm-scale", default=1.0, type=float, help="Scale of the n-gram LM in HLG/LG.")
+@click.option("--max-duration", default=300.0, type=float, help="Seconds of audio per batch.")
+@click.option("--device", default="cpu", type=click.Choice(["cpu", "cuda"]), help="Device.")
+@click.option("--num-threads", default=1, type=int, help="torch threads (RTF is measured with these).")
+def main(checkpoint, cuts, lang_dir, methods, out_dir, beam, fast_beam, max_states, max_contexts, search_beam,
+         output_beam, num_paths, nbest_scale, lm_scale, max_duration, device, num_threads):
+    """Decode with greedy / beam / k2 fast beam search, or the CTC head with k2 lattices."""
+    from sltk.decode.lang import load_lang
+
+    torch.set_num_threads(num_threads)
+    if device == "cuda" and not torch.cuda.is_available():
+        raise UserError("--device cuda: no CUDA device")
+    dev = torch.device(device)
+    model = load_model(checkpoint).to(dev).eval()
+    lang = load_lang(lang_dir)
+    if lang.vocab_size != model.cfg.vocab_size:
+        raise UserError(f"lang dir {lang_dir} has {lang.vocab_size} tokens but the model {model.cfg.vocab_size}")
+    cutset = load_cuts(cuts, "decoding")
+    opts = DecodeOptions(beam=beam, fast_beam=fast_beam, max_states=max_states, max_contexts=max_contexts,
+                         search_beam=search_beam, output_beam=output_beam, num_paths=num_paths,
+                         nbest_scale=nbest_scale, lm_scale=lm_scale)
+    n_done = 0
+    for method in methods:
+        dec = Decoder(model, method, lang, opts, dev)
+        res = decode_cuts(dec, cutset, max_duration=max_duration, progress=progress)
+        out = Path(out_dir) / method
+        out.mkdir(parents=True, exist_ok=True)
+        write_table(out / "hyp.txt", res["hyps"].items())
+        write_table(out / "ref.txt", res["refs"].items())
+        write_table(out / "scores.txt", ((k, f"{v:.4f}") for k, v in res["scores"].items()))
+        rtf = res["decode_s"] / max(1e-9, res["audio_s"])
+        with atomic_open(out / "rtf.json") as f:
+            json.dump({"method": method, "utterances": len(res["hyps"]), "audio_s": round(res["audio_s"], 3),
+                       "decode_s": round(res["decode_s"], 3), "rtf": round(rtf, 5), "num_threads": num_threads,
+                       "device": device}, f, indent=2)
+        empty = sum(1 for h in res["hyps"].values() if not h)
+        log.info("%s: %d utterances, RTF %.4f (%.1f s for %.1f s of audio), %d empty hypotheses",
+                 method, len(res["hyps"]), rtf, res["decode_s"], res["audio_s"], empty)
+        n_done += len(res["hyps"])
+    summary(n_done, len(cutset) * len(methods), 0, extra=f"methods {', '.join(methods)} in {out_dir}")
+
+
+if __name__ == "__main__":
+    main()
