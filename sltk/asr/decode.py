@@ -30,7 +30,7 @@ import torch
 
 from sltk.asr import loss as L
 from sltk.asr.data import AsrBatches
-from sltk.asr.model import Transducer, pad_targets
+from sltk.asr.model import Transducer
 from sltk.asr.search import fast_beam_search, greedy_search, modified_beam_search
 from sltk.utils.errors import UserError
 
@@ -151,7 +151,8 @@ class Decoder:
         for i, y in enumerate(ys):
             e = enc[i: i + 1, : enc_lens[i]]
             el = enc_lens[i: i + 1]
-            yy, yl = pad_targets([y], pad=m.blank_id, device=e.device)
+            yy = torch.tensor([y], dtype=torch.long, device=e.device).reshape(1, len(y))
+            yl = torch.tensor([len(y)], device=e.device)
             if self.method.startswith("ctc"):
                 lp = m.ctc_logprobs(e)
                 nll = torch.nn.functional.ctc_loss(lp.transpose(0, 1), yy, el, yl, blank=m.blank_id,
@@ -159,7 +160,7 @@ class Decoder:
             else:
                 dec = m.decoder(yy)
                 logits = m.joiner(e[:, :, None, :], dec[:, None, :, :])
-                backend = "torchaudio" if L.torchaudio_rnnt_available() else "torch"
+                backend = "torchaudio" if y and L.torchaudio_rnnt_available() else "torch"
                 nll = L.rnnt_loss_full(logits, yy, el, yl, m.blank_id, backend)
             out.append(-float(nll))
         return out

@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import IO, Iterable, Iterator, Tuple, Union
 
 PathLike = Union[str, os.PathLike]
+_UMASK = os.umask(0)
+os.umask(_UMASK)
 
 
 @contextlib.contextmanager
@@ -27,6 +29,7 @@ def atomic_path(path: PathLike) -> Iterator[Path]:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
+    os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the file the usual permissions
     tmp_path = Path(tmp)
     try:
         yield tmp_path

@@ -68,3 +68,14 @@ def test_table_round_trip_sorted_c_locale(tmp_path):
     write_table(p, [("b", "2"), ("B", "1"), ("a_1", "x y"), ("a", "")])
     assert p.read_text() == "B 1\na\na_1 x y\nb 2\n"
     assert list(read_table(p)) == [("B", "1"), ("a", ""), ("a_1", "x y"), ("b", "2")]
+
+
+def test_atomic_files_get_umask_permissions(tmp_path):
+    old = os.umask(0o022)
+    try:
+        with atomic_open(tmp_path / "p.txt") as f:
+            f.write("x")
+    finally:
+        os.umask(old)
+    # the module reads the umask once at import; with the default 022 files are 0644
+    assert (os.stat(tmp_path / "p.txt").st_mode & 0o777) == 0o666 & ~__import__("sltk.utils.io", fromlist=["x"])._UMASK

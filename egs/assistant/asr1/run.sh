@@ -1,0 +1,114 @@
+#!/usr/bin/env bash
+# egs/assistant/asr1: a voice-assistant ASR system on synthetic speech, end to end.
+#
+#   ./run.sh                      # full size (RESULTS.md numbers)
+#   ./run.sh --size tiny          # a few minutes on 2 CPU cores (the tests run this)
+#   ./run.sh --stage 3 --model lstm
+#
+# Stages:
+#   0  synthesize the corpus (make-synth-corpus): train, dev (train voices), test (unseen
+#      voices), test_heldout_synth (a synthesizer never used in training)
+#   1  features (compute-features): 80-dim fbank; speed perturbation 0.9/1.1 on train (full)
+#   2  lang (prepare-lang): BPE, lexicon, 3-gram LM, H, L, HLG
+#   3  train (train-transducer), then average the last epochs
+#   4  decode every set with every method (decode-transducer)
+#   5  score (compute-wer, per voice/accent/synthesizer/intent) and write the results table
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")"
+
+stage=0
+stop_stage=100
+size=full           # tiny | small | full (corpus size and training config)
+nj=2                # parallel jobs for synthesis and features
+model=conformer     # conformer | lstm (conf/model_<model>.yaml); tiny uses conf/model_tiny.yaml
+vocab_size=500
+lm_order=3
+seed=0
+methods="greedy modified_beam fast_beam fast_beam_LG ctc_greedy ctc_H ctc_HLG ctc_HLG_nbest"
+num_utts=""         # override the corpus size's number of utterances
+exp_tag=""          # suffix of the experiment directory
+help_message="Usage: $0 [options]   (stages 0-5, see the top of this file)"
+
+. utils/parse_options.sh
+. ./path.sh
+. ./cmd.sh
+
+case "$size" in
+  tiny) train_conf=conf/train_tiny.yaml; model_conf=conf/model_tiny.yaml; vocab_size=$([ "$vocab_size" = 500 ] && echo 100 || echo "$vocab_size") ;;
+  small|full) train_conf=conf/train.yaml; model_conf=conf/model_$model.yaml ;;
+  *) die "--size must be tiny, small or full" ;;
+esac
+[ -f "$model_conf" ] || die "no model config $model_conf (--model conformer|lstm)"
+
+data=data/$size
+fbank=data/$size/fbank
+lang=data/$size/lang_bpe_$vocab_size
+exp=exp/$size/$(basename "$model_conf" .yaml)$exp_tag
+sets="train dev test test_heldout_synth"
+mkdir -p "$exp/log"
+
+if stage_in 0 && ! stage_done "$data/synth"; then
+  log "Stage 0: synthesize the $size corpus into $data/synth"
+  make-synth-corpus --size "$size" --seed "$seed" --nj "$nj" ${num_utts:+--num-utts $num_utts} "$data/synth"
+  for s in $sets; do validate-data-dir "$data/synth/$s"; done
+  mark_done "$data/synth"
+fi
+
+if stage_in 1 && ! stage_done "$fbank/all"; then
+  log "Stage 1: features"
+  for s in $sets; do
+    sp=""
+    if [ "$s" = train ] && [ "$size" != tiny ]; then sp="--speed-perturb 0.9,1.1"; fi
+    compute-features --config conf/fbank.yaml --nj "$nj" $sp $([ "$s" = train ] && echo --cmvn-stats) \
+      "$data/synth/$s" "$fbank/$s"
+  done
+  mark_done "$fbank/all"
+fi
+
+if stage_in 2 && ! stage_done "$lang/lang"; then
+  log "Stage 2: lang directory $lang"
+  prepare-lang --vocab-size "$vocab_size" --lm-order "$lm_order" "$data/synth/train" "$lang"
+  mark_done "$lang/lang"
+fi
+
+if stage_in 3 && ! stage_done "$exp/train"; then
+  log "Stage 3: train $exp (log: $exp/log/train.log)"
+  # Rerunning resumes from the newest checkpoint in $exp.
+  $train_cmd --num-threads "$(nproc)" "$exp/log/train.log" \
+    train-transducer --config "$train_conf" --model-config "$model_conf" \
+      --cuts-train "$fbank/train/cuts.jsonl.gz" --cuts-dev "$fbank/dev/cuts.jsonl.gz" \
+      --lang-dir "$lang" --exp-dir "$exp" --seed "$seed"
+  mark_done "$exp/train"
+fi
+
+ckpt=$(ls -t "$exp"/avg-*.pt 2>/dev/null | head -1 || true)
+[ -n "$ckpt" ] || ckpt=$(ls -t "$exp"/epoch-*.pt 2>/dev/null | head -1 || true)
+
+if stage_in 4 && ! stage_done "$exp/decode"; then
+  [ -n "$ckpt" ] || die "no checkpoint in $exp (run stage 3)"
+  log "Stage 4: decode with $ckpt: $methods"
+  margs=""
+  for m in $methods; do margs="$margs --method $m"; done
+  for s in dev test test_heldout_synth; do
+    $decode_cmd "$exp/log/decode_$s.log" \
+      decode-transducer --checkpoint "$ckpt" --cuts "$fbank/$s/cuts.jsonl.gz" --lang-dir "$lang" \
+        $margs --out-dir "$exp/decode_$s"
+  done
+  mark_done "$exp/decode"
+fi
+
+if stage_in 5; then
+  log "Stage 5: score"
+  for s in dev test test_heldout_synth; do
+    for m in $methods; do
+      d=$exp/decode_$s/$m
+      compute-wer --out-dir "$d/scoring" --group-by "$data/synth/$s/utt2voice" \
+        --group-by "$data/synth/$s/utt2accent" --group-by "$data/synth/$s/utt2synth" \
+        --group-by "$data/synth/$s/utt2intent" "$data/synth/$s/text" "$d/hyp.txt" > "$d/wer.txt"
+    done
+  done
+  python3 local/results_table.py --exp "$exp" --sets "dev test test_heldout_synth" --methods "$methods" \
+    > "$exp/results.md"
+  cat "$exp/results.md"
+fi
+log "Done: stages $stage..$stop_stage of $0 ($size)"

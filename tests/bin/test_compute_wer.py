@@ -1,0 +1,45 @@
+"""compute-wer: help, a run with groups, missing hypotheses, bad input."""
+
+import json
+import subprocess
+
+from sltk.bin.compute_wer import main
+
+
+def write(path, lines):
+    path.write_text("".join(l + "\n" for l in lines))
+    return path
+
+
+def test_help(capsys):
+    assert main(["--help"], standalone_mode=False) in (0, None)
+    out = capsys.readouterr().out
+    assert "REF_TEXT HYP_TEXT" in out and "--group-by" in out and "--out-dir" in out
+    assert "Examples:" in out and "[default: all]" in out
+
+
+def test_run(tmp_path, capsys):
+    ref = write(tmp_path / "text", ["u1 the cat sat", "u2 turn on the lights", "u3 call anna"])
+    hyp = write(tmp_path / "hyp.txt", ["u1 the bat sat", "u2 turn on lights please"])
+    voice = write(tmp_path / "utt2voice", ["u1 slt", "u2 awb", "u3 awb"])
+    out = tmp_path / "scoring"
+    rc = main([str(ref), str(hyp), "--out-dir", str(out), "--group-by", str(voice)], standalone_mode=False)
+    assert rc in (0, None)
+    cap = capsys.readouterr()
+    # 9 ref words; u1: 1 sub, u2: 1 del + 1 ins, u3 missing: 2 del
+    assert cap.out.splitlines()[0] == "%WER 55.56 [ 5 / 9, 1 ins, 3 del, 1 sub ]"
+    assert "1 of 3 references have no hypothesis" in cap.err and "u3" in cap.err
+    j = json.loads((out / "wer.json").read_text())
+    assert j["errors"] == 5 and j["groups"]["voice"]["awb"]["errors"] == 4
+    assert (out / "per_utt.txt").is_file() and (out / "confusions.txt").is_file()
+    assert (out / "wer_by_voice.txt").read_text().splitlines()[1].split("\t")[:4] == ["awb", "66.67", "6", "2"]
+
+
+def test_missing_file_is_one_line_exit_2(tmp_path, run_env):
+    ref = write(tmp_path / "text", ["u1 a b"])
+    r = subprocess.run(["compute-wer", str(ref), str(tmp_path / "nope.txt")], capture_output=True,
+                       text=True, env=run_env)
+    assert r.returncode == 2
+    errors = [l for l in r.stderr.splitlines() if "error" in l]
+    assert errors == [f"compute-wer: error: hypothesis text {tmp_path / 'nope.txt'} does not exist"]
+    assert "Traceback" not in r.stderr
