@@ -52,23 +52,26 @@ def audio_info(entry: str) -> Tuple[str, str, int, int, int]:
 
 def to_lhotse(d: DataDir, recordings: Optional[RecordingSet] = None) -> Tuple[RecordingSet, SupervisionSet]:
     """Convert a data directory. ``recordings`` may supply already-probed recordings by id."""
+    # Look recordings up in dicts: a RecordingSet finds an id by scanning (quadratic here).
+    given = {r.id: r for r in recordings} if recordings is not None else {}
     recs = []
     for reco, entry in d.wav_scp.items():
-        if recordings is not None and reco in recordings:
-            recs.append(recordings[reco])
+        if reco in given:
+            recs.append(given[reco])
             continue
         kind, src, sr, ch, frames = audio_info(entry)
         recs.append(Recording(id=reco, sources=[AudioSource(type=kind, channels=list(range(ch)), source=src)],
                               sampling_rate=sr, num_samples=frames, duration=frames / sr,
                               channel_ids=list(range(ch))))
     rec_set = RecordingSet.from_recordings(recs)
+    by_id = {r.id: r for r in recs}
     sups = []
     for utt, spk in d.utt2spk.items():
         if d.segments is not None:
             reco, start, end = d.segments[utt]
             duration = end - start
         else:
-            reco, start, duration = utt, 0.0, rec_set[utt].duration
+            reco, start, duration = utt, 0.0, by_id[utt].duration
         custom = {name[len("utt2"):]: table[utt] for name, table in d.extra.items() if utt in table}
         sups.append(SupervisionSegment(
             id=utt, recording_id=reco, start=start, duration=duration, channel=0,

@@ -20,6 +20,7 @@ stage=0
 stop_stage=100
 size=full           # tiny | small | full (corpus size and training config)
 nj=2                # parallel jobs for synthesis and features
+train_threads=$(getconf _NPROCESSORS_ONLN)  # torch threads of the training process
 model=conformer     # conformer | lstm (conf/model_<model>.yaml); tiny uses conf/model_tiny.yaml
 vocab_size=500
 lm_order=3
@@ -74,7 +75,7 @@ fi
 if stage_in 3 && ! stage_done "$exp/train"; then
   log "Stage 3: train $exp (log: $exp/log/train.log)"
   # Rerunning resumes from the newest checkpoint in $exp.
-  $train_cmd --num-threads "$(nproc)" "$exp/log/train.log" \
+  $train_cmd --num-threads "$train_threads" "$exp/log/train.log" \
     train-transducer --config "$train_conf" --model-config "$model_conf" \
       --cuts-train "$fbank/train/cuts.jsonl.gz" --cuts-dev "$fbank/dev/cuts.jsonl.gz" \
       --lang-dir "$lang" --exp-dir "$exp" --seed "$seed"
