@@ -161,15 +161,18 @@ def resolve_device(name: str, rank: int) -> torch.device:
     return torch.device("cpu")
 
 
-def feature_stats(cuts, max_cuts: int = 2000) -> Tuple[torch.Tensor, torch.Tensor]:
-    n, s, ss = 0, None, None
-    for c in list(cuts)[:max_cuts]:
-        f = torch.from_numpy(c.load_features()).double()
-        s = f.sum(0) if s is None else s + f.sum(0)
-        ss = (f ** 2).sum(0) if ss is None else ss + (f ** 2).sum(0)
-        n += f.size(0)
-    mean = s / n
-    return mean.float(), (ss / n - mean ** 2).clamp(min=1e-10).sqrt().float()
+def cmvn_for(cuts_path: str, cuts) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Global mean/std of the training features: compute-features' cmvn.json beside the cuts
+    manifest when there is one, else computed from (the first 2000 of) the cuts."""
+    from sltk.audio.extract import feature_stats, read_cmvn_stats
+
+    stats = Path(cuts_path).parent / "cmvn.json"
+    if stats.is_file():
+        mean, std = read_cmvn_stats(stats)
+    else:
+        d = feature_stats(cuts, max_cuts=2000)
+        mean, std = d["mean"], d["std"]
+    return torch.as_tensor(mean, dtype=torch.float32), torch.as_tensor(std, dtype=torch.float32)
 
 
 # ---------------------------------------------------------------------------------- training
@@ -228,7 +231,7 @@ def _train(rank: int, cfg: TrainConfig, mcfg: ModelConfig, backend: str) -> None
     np.random.seed(cfg.seed + rank)
     torch.manual_seed(cfg.seed)  # same initial weights on every rank
     model = Transducer(mcfg)
-    model.set_cmvn(*feature_stats(train_cuts))
+    model.set_cmvn(*cmvn_for(cfg.cuts_train, train_cuts))
     model.to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(cfg.warmup_steps))
