@@ -113,7 +113,7 @@ class Decoder:
         elif method == "ctc_H":
             self.graph = lang.graph("H", device)
         elif method.startswith("ctc_HLG"):
-            self.graph = lang.graph("HLG", device)
+            self.graph = _graph_with_lm_scale(lang.graph("HLG", device), opts.lm_scale)
         self.words_out = method in ("fast_beam_LG", "ctc_HLG", "ctc_HLG_nbest")
 
     @torch.no_grad()
