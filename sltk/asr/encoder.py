@@ -8,7 +8,7 @@ later work (adapters, accelerator emulation) can hook in after any chosen layer.
 from __future__ import annotations
 
 import math
-from typing import List, Optional
+from typing import List
 
 import torch
 from torch import nn
