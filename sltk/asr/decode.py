@@ -17,6 +17,9 @@ ctc_HLG_nbest       CTC head, HLG lattice, n-best paths rescored, best taken
 The score written per utterance is the log-likelihood of the hypothesis' tokens under the
 model (all alignments: the RNN-T loss for transducer methods, the CTC loss for CTC methods),
 so that scores are comparable across methods.
+
+Every method also runs on the integer path of an accelerator (NNA) emulation
+(:func:`setup_nna`): the search is unchanged, the model's operators compute as the NNA does.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 import torch
 
@@ -187,3 +190,62 @@ def decode_cuts(decoder: Decoder, cuts, max_duration: float = 300.0, progress=No
         for uid, ref, hyp, s in zip(b["ids"], b["texts"], texts, sc):
             hyps[uid], refs[uid], scores[uid] = hyp, ref, s
     return {"hyps": hyps, "refs": refs, "scores": scores, "audio_s": audio, "decode_s": elapsed}
+
+
+def calibration_batches(cuts, lang, max_utts: int = 200, max_duration: float = 300.0):
+    """(feats, feat_lens, token ids) batches of the first ``max_utts`` cuts with features, for
+    calibrating activation ranges (post-training quantization)."""
+    from lhotse import CutSet
+    from lhotse.dataset import SimpleCutSampler
+
+    chosen = [c for c in cuts if c.has_features][:max_utts]
+    if not chosen:
+        raise UserError("calibration cuts have no features")
+    ds = AsrBatches()
+    for cutset in SimpleCutSampler(CutSet.from_cuts(chosen), max_duration=max_duration, shuffle=False):
+        b = ds[cutset]
+        yield b["feats"], b["feat_lens"], [lang.encode(t) if t else [] for t in b["texts"]]
+
+
+def setup_nna(model: Transducer, lang, nna_config: Optional[str] = None, calib_cuts=None, calib_utts: int = 200,
+              mode: str = "int", max_duration: float = 300.0) -> str:
+    """Prepare ``model`` for decoding on an emulated NNA; returns a description ('' when the
+    model stays float).
+
+    * A checkpoint trained with accelerator-aware training (it records an ``nna`` transform)
+      decodes with its recorded profile and ranges; ``nna_config``, if given, must be that
+      profile.
+    * A float checkpoint with ``nna_config`` is post-training quantization: the model is
+      converted, the activation ranges calibrated on ``calib_cuts`` (a CutSet; its first
+      ``calib_utts`` utterances), then frozen.
+
+    ``mode``: ``int`` (the integer path, what the NNA computes), ``fake`` (the training
+    forward) or ``float``."""
+    from sltk.nna import emulate as E
+    from sltk.nna.profile import load_profile
+
+    recorded = getattr(model, "nna_profile", None)
+    if recorded is None and not nna_config:
+        return ""
+    if recorded is not None:
+        if nna_config:
+            prof = load_profile(nna_config)
+            if prof.to_dict() != recorded.to_dict():
+                raise UserError(f"the checkpoint was trained for the NNA profile '{recorded.name}', which differs "
+                                f"from --nna-config {nna_config} ('{prof.name}'); leave --nna-config out or give "
+                                "that profile")
+        if calib_cuts is not None:
+            log.info("ignoring the calibration cuts: the checkpoint records its calibrated ranges")
+        E.freeze_ranges(model)
+        E.set_mode(model, mode)
+        return f"accelerator-aware checkpoint, NNA profile {recorded.describe()}, {mode} path"
+    prof = load_profile(nna_config)
+    E.convert(model, prof)
+    if mode != "float":
+        if calib_cuts is None:
+            raise UserError(f"--nna-config {nna_config} on a float checkpoint is post-training quantization: its "
+                            "activation ranges must be calibrated first; give --calib-cuts (e.g. the dev cuts)")
+        n = E.calibrate(model, calibration_batches(calib_cuts, lang, calib_utts, max_duration))
+        log.info("post-training quantization: activation ranges calibrated on %d utterances", n)
+    E.set_mode(model, mode)
+    return f"post-training quantization, NNA profile {prof.describe()}, {mode} path"

@@ -12,10 +12,11 @@ class Joiner(nn.Module):
         self.encoder_proj = nn.Linear(encoder_dim, joiner_dim)
         self.decoder_proj = nn.Linear(decoder_dim, joiner_dim)
         self.output = nn.Linear(joiner_dim, vocab_size)
+        self.act = nn.Tanh()  # a module, so that accelerator emulation can swap in its tanh table
 
     def forward(self, enc: torch.Tensor, dec: torch.Tensor, project_input: bool = True) -> torch.Tensor:
         """``enc`` and ``dec`` broadcast against each other, e.g. (N, T, 1, C) and (N, 1, U+1, D);
         with ``project_input=False`` they are already projected to joiner_dim."""
         if project_input:
             enc, dec = self.encoder_proj(enc), self.decoder_proj(dec)
-        return self.output(torch.tanh(enc + dec))
+        return self.output(self.act(enc + dec))

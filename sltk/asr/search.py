@@ -131,6 +131,7 @@ def fast_beam_search(model: Transducer, enc: torch.Tensor, enc_lens: torch.Tenso
     if model.cfg.decoder != "stateless":
         raise ValueError("fast beam search needs the stateless prediction network (finite context)")
     vocab = model.cfg.vocab_size
+    partial = graph is not None
     if graph is None:
         graph = k2.trivial_graph(vocab - 1, device=enc.device)
     cfg = k2.RnntDecodingConfig(vocab_size=vocab, decoder_history_len=model.cfg.context_size,
@@ -148,7 +149,9 @@ def fast_beam_search(model: Transducer, enc: torch.Tensor, enc_lens: torch.Tenso
         logp = model.joiner(enc_p[row, t], dec_out, project_input=False).log_softmax(-1)
         streams.advance(logp)
     streams.terminate_and_flush_to_streams()
-    lattice = streams.format_output(enc_lens.tolist())
+    # With a graph (LG), a hypothesis that has not reached a word end on the last frame would
+    # leave the lattice without a final state and the utterance empty: keep such partial paths.
+    lattice = streams.format_output(enc_lens.tolist(), allow_partial=partial)
     best = k2.shortest_path(lattice, use_double_scores=True)
     out: List[List[int]] = []
     labels_attr = "aux_labels" if use_word_labels and hasattr(best, "aux_labels") else "labels"

@@ -2,7 +2,14 @@
 
 One :class:`TrainConfig` holds everything; :func:`train` runs in each worker process (rank)
 and is resumable: rerunning with the same exp_dir continues from the newest checkpoint
-(model, optimiser, scheduler, sampler position, RNG states), losing nothing beyond it.
+(model, optimiser, scheduler, sampler position, RNG states, hooks' state), losing nothing
+beyond it. ``init_checkpoint`` starts a fresh run (new optimiser and scheduler) from the
+weights of another checkpoint: fine-tuning.
+
+:class:`TrainHook` objects change what is trained without a second training loop: they may
+rebuild the model before the optimiser exists (accelerator emulation, quantizers), act before
+every step (calibration then frozen ranges, temperature annealing), and record in each
+checkpoint the transform that :func:`sltk.asr.checkpoint.load_model` replays.
 """
 
 from __future__ import annotations
@@ -15,13 +22,14 @@ import random
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 
 from sltk.asr import loss as L
-from sltk.asr.checkpoint import average_checkpoints, config_diff, load_weights, read_checkpoint, save_checkpoint
+from sltk.asr.checkpoint import (average_checkpoints, config_diff, load_weights, read_checkpoint, save_checkpoint,
+                                 transform_kinds)
 from sltk.asr.config import ModelConfig
 from sltk.asr.data import AsrBatches, NoiseMixer, SpecAugment, alignable
 from sltk.asr.model import Transducer
@@ -65,10 +73,52 @@ class TrainConfig:
     world_size: int = 1
     max_steps: int = 0                  # stop after this many steps (0: no limit; for tests)
     log_every: int = 20
+    init_checkpoint: str = ""           # fine-tune from these weights when exp_dir has no checkpoint yet
 
     @classmethod
     def keys(cls) -> List[str]:
         return [f.name for f in fields(cls)]
+
+
+class TrainHook:
+    """A change to training, called by :func:`train` (the base class does nothing).
+
+    ``name`` is the transform kind recorded in checkpoints: each hook adds
+    ``{"kind": name, **checkpoint_meta()}`` to the checkpoint's ``transforms`` (unless
+    ``checkpoint_meta()`` returns None: a pure training schedule), and a function registered
+    for that kind with :func:`sltk.asr.checkpoint.register_transform` must rebuild the
+    module structure from that meta when the checkpoint is loaded. ``state_dict()`` is saved
+    in each checkpoint under ``hooks[name]`` and given back to ``load_state_dict`` on resume.
+    """
+
+    name = "hook"
+
+    def on_model(self, model: Transducer) -> None:
+        """After the model is built and its initial weights loaded (``init_checkpoint``), before
+        the optimizer is created (and before a resumed checkpoint's weights are loaded, which
+        then fit the structure built here): may replace submodules and add parameters."""
+
+    def on_step(self, step: int, model: Transducer) -> None:
+        """Before the forward of each training step (``step`` is 1-based)."""
+
+    def state_dict(self) -> Dict:
+        return {}
+
+    def load_state_dict(self, state: Dict) -> None:
+        pass
+
+    def checkpoint_meta(self) -> Optional[Dict]:
+        """JSON-able description of the transform, saved as ``{"kind": name, **meta}``."""
+        return {}
+
+
+def hook_transforms(hooks: Sequence[TrainHook]) -> List[Dict]:
+    out = []
+    for h in hooks:
+        meta = h.checkpoint_meta()
+        if meta is not None:
+            out.append({"kind": h.name, **meta})
+    return out
 
 
 # ---------------------------------------------------------------------------------- helpers
@@ -198,7 +248,8 @@ def prepare(cfg: TrainConfig) -> Tuple[ModelConfig, str]:
     return mcfg, backend
 
 
-def train(rank: int, cfg: TrainConfig, mcfg: ModelConfig, backend: str) -> None:
+def train(rank: int, cfg: TrainConfig, mcfg: ModelConfig, backend: str, hooks: Sequence[TrainHook] = ()) -> None:
+    """Train in worker ``rank`` (see the module doc); ``hooks``: :class:`TrainHook` objects."""
     world = cfg.world_size
     if world > 1:
         import torch.distributed as dist
@@ -208,7 +259,7 @@ def train(rank: int, cfg: TrainConfig, mcfg: ModelConfig, backend: str) -> None:
         dev_name = cfg.device if cfg.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
         dist.init_process_group("nccl" if dev_name == "cuda" else "gloo", rank=rank, world_size=world)
     try:
-        _train(rank, cfg, mcfg, backend)
+        _train(rank, cfg, mcfg, backend, list(hooks))
     finally:
         if world > 1:
             import torch.distributed as dist
@@ -216,7 +267,21 @@ def train(rank: int, cfg: TrainConfig, mcfg: ModelConfig, backend: str) -> None:
             dist.destroy_process_group()
 
 
-def _train(rank: int, cfg: TrainConfig, mcfg: ModelConfig, backend: str) -> None:
+def _init_weights(model: Transducer, path: str, mcfg: ModelConfig) -> None:
+    """Fine-tuning: the weights (only) of ``path``, a checkpoint of the same model without
+    transforms."""
+    obj = read_checkpoint(path)
+    diff = config_diff(mcfg.to_dict(), obj["model_config"])
+    if diff:
+        raise UserError(f"--init-checkpoint {path} is from a different model ({'; '.join(diff[:3])}); "
+                        "give the same model config")
+    if obj["transforms"]:
+        raise UserError(f"--init-checkpoint {path} holds a transformed model ({', '.join(transform_kinds(obj))}); "
+                        "start from a float checkpoint")
+    load_weights(model, obj["model"], path)
+
+
+def _train(rank: int, cfg: TrainConfig, mcfg: ModelConfig, backend: str, hooks: List[TrainHook]) -> None:
     from lhotse.dataset import DynamicBucketingSampler
 
     torch.set_num_threads(max(1, (os.cpu_count() or 1) // cfg.world_size) if cfg.world_size > 1
@@ -232,6 +297,30 @@ def _train(rank: int, cfg: TrainConfig, mcfg: ModelConfig, backend: str) -> None
     torch.manual_seed(cfg.seed)  # same initial weights on every rank
     model = Transducer(mcfg)
     model.set_cmvn(*cmvn_for(cfg.cuts_train, train_cuts))
+    names = [h.name for h in hooks]
+    if len(set(names)) != len(names):
+        raise UserError(f"two training hooks of the same kind: {', '.join(names)}")
+    ckpts = checkpoints(exp)
+    last = ckpts[-1][1] if ckpts else None
+    resume = read_checkpoint(last) if last is not None else None
+    if resume is None and cfg.init_checkpoint:
+        _init_weights(model, cfg.init_checkpoint, mcfg)
+        if rank == 0:
+            log.info("fine-tuning from the weights of %s", cfg.init_checkpoint)
+    for h in hooks:
+        h.on_model(model)
+    if resume is not None:
+        diff = config_diff(mcfg.to_dict(), resume["model_config"])
+        if diff:
+            raise UserError(f"{exp} holds checkpoints of a different model ({'; '.join(diff[:3])}); "
+                            "use another --exp-dir or the same model config")
+        want = [t["kind"] for t in hook_transforms(hooks)]
+        if transform_kinds(resume) != want:
+            raise UserError(f"{exp} holds checkpoints with model transforms {transform_kinds(resume) or 'none'}, "
+                            f"this run has {want or 'none'}; use another --exp-dir or the same options")
+        load_weights(model, resume["model"], str(last))
+        for h in hooks:
+            h.load_state_dict((resume.get("hooks") or {}).get(h.name, {}))
     model.to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(cfg.warmup_steps))
@@ -254,15 +343,8 @@ def _train(rank: int, cfg: TrainConfig, mcfg: ModelConfig, backend: str) -> None
                                       world_size=cfg.world_size, rank=rank)
 
     step, epoch = 0, 1
-    ckpts = checkpoints(exp)
-    if ckpts:
-        last = ckpts[-1][1]
-        obj = read_checkpoint(last)
-        diff = config_diff(mcfg.to_dict(), obj["model_config"])
-        if diff:
-            raise UserError(f"{exp} holds checkpoints of a different model ({'; '.join(diff[:3])}); "
-                            "use another --exp-dir or the same model config")
-        load_weights(model, obj["model"], str(last))
+    if resume is not None:
+        obj = resume
         opt.load_state_dict(obj["optimizer"])
         sched.load_state_dict(obj["scheduler"])
         if obj.get("scaler"):
@@ -297,7 +379,8 @@ def _train(rank: int, cfg: TrainConfig, mcfg: ModelConfig, backend: str) -> None
     def save(path: Path, end_of_epoch: bool) -> None:
         if rank != 0:
             return
-        save_checkpoint(path, model, step=step, epoch=epoch, end_of_epoch=end_of_epoch,
+        save_checkpoint(path, model, transforms=hook_transforms(hooks), hooks={h.name: h.state_dict() for h in hooks},
+                        step=step, epoch=epoch, end_of_epoch=end_of_epoch,
                         optimizer=opt.state_dict(), scheduler=sched.state_dict(),
                         scaler=scaler.state_dict() if use_amp else None,
                         sampler=None if end_of_epoch else sampler.state_dict(),
@@ -319,6 +402,8 @@ def _train(rank: int, cfg: TrainConfig, mcfg: ModelConfig, backend: str) -> None
         tot: Dict[str, float] = {}
         tot_frames = 0
         for batch in loader:
+            for h in hooks:
+                h.on_step(step + 1, model)
             feats = batch["feats"].to(device)
             lens = batch["feat_lens"].to(device)
             ys = tok.encode(batch["texts"])

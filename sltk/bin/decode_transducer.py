@@ -10,7 +10,7 @@ import click
 import torch
 
 from sltk.asr.checkpoint import load_model
-from sltk.asr.decode import METHODS, DecodeOptions, Decoder, decode_cuts
+from sltk.asr.decode import METHODS, DecodeOptions, Decoder, decode_cuts, setup_nna
 from sltk.asr.train import load_cuts
 from sltk.utils.cli import program, summary
 from sltk.utils.errors import UserError
@@ -24,6 +24,8 @@ log = logging.getLogger("sltk")
     "decode-transducer --checkpoint exp/rnnt/avg-8-10.pt --cuts exp/fbank/test/cuts.jsonl.gz "
     "--lang-dir data/lang_bpe_500 --method greedy --method ctc_HLG --out-dir exp/rnnt/decode_test",
     "decode-transducer ... --method modified_beam --beam 8 --out-dir exp/rnnt/decode_dev",
+    "decode-transducer --checkpoint exp/rnnt/avg-4-5.pt --nna-config conf/nna/harsh.yaml "
+    "--calib-cuts exp/fbank/dev/cuts.jsonl.gz ...   # float model on the NNA's integer path (PTQ)",
 ])
 @click.option("--checkpoint", required=True, type=click.Path(dir_okay=False), help="Model checkpoint (.pt).")
 @click.option("--cuts", required=True, help="CutSet with features (compute-features output).")
@@ -43,8 +45,18 @@ log = logging.getLogger("sltk")
 @click.option("--max-duration", default=300.0, type=float, help="Seconds of audio per batch.")
 @click.option("--device", default="cpu", type=click.Choice(["cpu", "cuda"]), help="Device.")
 @click.option("--num-threads", default=1, type=int, help="torch threads (RTF is measured with these).")
+@click.option("--nna-config", default=None, type=click.Path(dir_okay=False),
+              help="NNA profile yaml: decode on the NNA's integer path. A float checkpoint is then post-training "
+                   "quantization (needs --calib-cuts); an accelerator-aware checkpoint uses its recorded profile "
+                   "and ranges (and decodes on the integer path even without this option).")
+@click.option("--calib-cuts", default=None, help="CutSet with features and text (e.g. dev) to calibrate activation "
+                                                  "ranges for post-training quantization.")
+@click.option("--calib-utts", default=200, type=int, help="Utterances of --calib-cuts used for calibration.")
+@click.option("--nna-mode", default="int", type=click.Choice(["int", "fake", "float"]),
+              help="Emulated models: the integer path, the fake-quantized training forward, or float.")
 def main(checkpoint, cuts, lang_dir, methods, out_dir, beam, fast_beam, max_states, max_contexts, search_beam,
-         output_beam, num_paths, nbest_scale, lm_scale, max_duration, device, num_threads):
+         output_beam, num_paths, nbest_scale, lm_scale, max_duration, device, num_threads, nna_config, calib_cuts,
+         calib_utts, nna_mode):
     """Decode with greedy / beam / k2 fast beam search, or the CTC head with k2 lattices."""
     from sltk.decode.lang import load_lang
 
@@ -57,6 +69,10 @@ def main(checkpoint, cuts, lang_dir, methods, out_dir, beam, fast_beam, max_stat
     if lang.vocab_size != model.cfg.vocab_size:
         raise UserError(f"lang dir {lang_dir} has {lang.vocab_size} tokens but the model {model.cfg.vocab_size}")
     cutset = load_cuts(cuts, "decoding")
+    nna = setup_nna(model, lang, nna_config, load_cuts(calib_cuts, "calibration") if calib_cuts else None,
+                    calib_utts=calib_utts, mode=nna_mode, max_duration=max_duration)
+    if nna:
+        log.info("decoding on an emulated NNA: %s", nna)
     opts = DecodeOptions(beam=beam, fast_beam=fast_beam, max_states=max_states, max_contexts=max_contexts,
                          search_beam=search_beam, output_beam=output_beam, num_paths=num_paths,
                          nbest_scale=nbest_scale, lm_scale=lm_scale)
@@ -73,7 +89,7 @@ def main(checkpoint, cuts, lang_dir, methods, out_dir, beam, fast_beam, max_stat
         with atomic_open(out / "rtf.json") as f:
             json.dump({"method": method, "utterances": len(res["hyps"]), "audio_s": round(res["audio_s"], 3),
                        "decode_s": round(res["decode_s"], 3), "rtf": round(rtf, 5), "num_threads": num_threads,
-                       "device": device}, f, indent=2)
+                       "device": device, "nna": nna or None}, f, indent=2)
         empty = sum(1 for h in res["hyps"].values() if not h)
         log.info("%s: %d utterances, RTF %.4f (%.1f s for %.1f s of audio), %d empty hypotheses",
                  method, len(res["hyps"]), rtf, res["decode_s"], res["audio_s"], empty)

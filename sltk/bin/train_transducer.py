@@ -6,11 +6,12 @@ import logging
 import os
 import sys
 from dataclasses import fields
+from typing import List
 
 import click
 import yaml
 
-from sltk.asr.train import TrainConfig, prepare, train
+from sltk.asr.train import TrainConfig, TrainHook, prepare, train
 from sltk.utils.cli import program, setup_logging
 from sltk.utils.errors import UserError
 
@@ -48,6 +49,8 @@ HELP = {
     "world_size": "Data-parallel processes (torch.distributed; gloo on CPU, nccl on GPU).",
     "max_steps": "Stop after N steps (0: no limit).",
     "log_every": "Log (and TensorBoard) every N steps.",
+    "init_checkpoint": "Fine-tune from the weights of this checkpoint (fresh optimizer and schedule) when "
+                       "--exp-dir has no checkpoint yet.",
 }
 
 
@@ -65,10 +68,10 @@ def _options(f):
     return f
 
 
-def _worker(rank: int, cfg: TrainConfig, mcfg, backend: str) -> None:
+def _worker(rank: int, cfg: TrainConfig, mcfg, backend: str, hooks) -> None:
     setup_logging()
     try:
-        train(rank, cfg, mcfg, backend)
+        train(rank, cfg, mcfg, backend, hooks)
     except UserError as e:
         print(f"train-transducer: error: {e}", file=sys.stderr)
         sys.exit(2)
@@ -79,11 +82,18 @@ def _worker(rank: int, cfg: TrainConfig, mcfg, backend: str) -> None:
     "--cuts-train exp/fbank/train/cuts.jsonl.gz --lang-dir data/lang_bpe_500 --exp-dir exp/rnnt",
     "train-transducer ... --world-size 2            # 2 data-parallel processes (gloo on CPU)",
     "torchrun --nproc-per-node 4 -m sltk.bin.train_transducer ...   # or under torchrun",
+    "train-transducer ... --exp-dir exp/rnnt_aat_int8 --init-checkpoint exp/rnnt/avg-4-5.pt "
+    "--nna-config conf/nna/int8.yaml --calib-steps 50 --num-epochs 1   # accelerator-aware fine-tuning",
 ])
 @click.option("--model-config", type=click.Path(dir_okay=False), default=None,
               help="YAML of model settings (sltk.asr.config.ModelConfig keys); vocab_size from the lang dir.")
+@click.option("--nna-config", type=click.Path(dir_okay=False), default=None,
+              help="NNA profile yaml: accelerator-aware training, with the NNA's fixed-point operators emulated "
+                   "(calibration steps first, then fake quantization); checkpoints record the profile.")
+@click.option("--calib-steps", type=int, default=50,
+              help="--nna-config: steps that calibrate the activation ranges (float forward) before they freeze.")
 @_options
-def main(model_config, **kw):
+def main(model_config, nna_config, calib_steps, **kw):
     """Train a transducer (RNN-T) with k2's pruned loss or torchaudio's full loss; resumable."""
     model = {}
     if model_config:
@@ -96,21 +106,33 @@ def main(model_config, **kw):
         if not isinstance(model, dict):
             raise UserError(f"model config {model_config} must be a mapping")
     cfg = TrainConfig(model=model, **kw)
+    if cfg.init_checkpoint and not os.path.isfile(cfg.init_checkpoint):
+        raise UserError(f"--init-checkpoint {cfg.init_checkpoint} does not exist")
+    hooks: List[TrainHook] = []
+    if nna_config:
+        from sltk.nna.aat import NNAHook
+        from sltk.nna.profile import load_profile
+
+        hooks.append(NNAHook(load_profile(nna_config), calib_steps=calib_steps, source=nna_config))
+        if not cfg.init_checkpoint:
+            log.warning("--nna-config without --init-checkpoint: accelerator-aware training from random weights")
     mcfg, backend = prepare(cfg)
     log.info("model %s; loss backend %s", mcfg.to_dict(), backend)
+    saved = {"train": {k: v for k, v in vars(cfg).items() if k != "model"}, "model": mcfg.to_dict()}
+    if nna_config:
+        saved["nna"] = {"nna_config": nna_config, "calib_steps": calib_steps, "profile": hooks[0].profile.to_dict()}
     with open(os.path.join(cfg.exp_dir, "config.yaml"), "w") as f:
-        yaml.safe_dump({"train": {k: v for k, v in vars(cfg).items() if k != "model"}, "model": mcfg.to_dict()},
-                       f, sort_keys=False)
+        yaml.safe_dump(saved, f, sort_keys=False)
     if "WORLD_SIZE" in os.environ and int(os.environ["WORLD_SIZE"]) > 1:  # under torchrun
         cfg.world_size = int(os.environ["WORLD_SIZE"])
-        train(int(os.environ["RANK"]), cfg, mcfg, backend)
+        train(int(os.environ["RANK"]), cfg, mcfg, backend, hooks)
     elif cfg.world_size > 1:
         import torch.multiprocessing as mp
 
         os.environ.setdefault("MASTER_PORT", str(29500 + os.getpid() % 1000))
-        mp.spawn(_worker, args=(cfg, mcfg, backend), nprocs=cfg.world_size, join=True)
+        mp.spawn(_worker, args=(cfg, mcfg, backend, hooks), nprocs=cfg.world_size, join=True)
     else:
-        train(0, cfg, mcfg, backend)
+        train(0, cfg, mcfg, backend, hooks)
 
 
 if __name__ == "__main__":

@@ -84,19 +84,25 @@ def versions() -> Dict[str, str]:
     return out
 
 
+def read_yaml(path, what: str = "yaml file"):
+    """The parsed content of a yaml file; a missing file or a syntax error is a
+    :class:`UserError` naming ``what`` and the path."""
+    p = Path(path)
+    if not p.is_file():
+        raise UserError(f"{what} {p} does not exist")
+    try:
+        return yaml.safe_load(p.read_text(encoding="utf-8"))
+    except yaml.YAMLError as e:
+        raise UserError(f"{what} {p} is not valid yaml: {str(e).splitlines()[0]}") from None
+
+
 def load_config(path: str, allowed: Iterable[str]) -> dict:
     """Read a yaml mapping whose keys must be among ``allowed`` (``-`` and ``_`` equivalent).
 
     Returns the mapping with keys normalised to python identifiers.
     Raises :class:`UserError` naming the file and the first unknown key.
     """
-    p = Path(path)
-    if not p.is_file():
-        raise UserError(f"config file {path} does not exist")
-    try:
-        cfg = yaml.safe_load(p.read_text(encoding="utf-8"))
-    except yaml.YAMLError as e:
-        raise UserError(f"config file {path} is not valid yaml: {str(e).splitlines()[0]}")
+    cfg = read_yaml(path, "config file")
     if cfg is None:
         return {}
     if not isinstance(cfg, dict):

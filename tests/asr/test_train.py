@@ -117,3 +117,91 @@ def test_cli_two_process_gloo_and_errors(toy_corpus, tmp_path, run_env):
     mc.write_text("encoder_dimm: 3\n")
     bad = subprocess.run(cmd, capture_output=True, text=True, env=run_env)
     assert bad.returncode == 2 and "unknown key 'encoder_dimm'" in bad.stderr
+
+
+# ---- training hooks: the generic interface (accelerator emulation and quantizers build on it)
+class Gain(torch.nn.Module):
+    def __init__(self, init: float):
+        super().__init__()
+        self.g = torch.nn.Parameter(torch.tensor(init))
+
+    def forward(self, x):
+        return x * self.g
+
+
+def add_gain(model, meta):
+    """The 'test-gain' transform: a trainable gain after the CTC head."""
+    model.ctc_head = torch.nn.Sequential(model.ctc_head, Gain(meta["init"]))
+
+
+class GainHook:
+    name = "test-gain"
+
+    def __init__(self):
+        self.steps = []
+
+    def on_model(self, model):
+        add_gain(model, self.checkpoint_meta())
+
+    def on_step(self, step, model):
+        self.steps.append(step)
+
+    def state_dict(self):
+        return {"steps": list(self.steps)}
+
+    def load_state_dict(self, state):
+        self.steps = list(state["steps"])
+
+    def checkpoint_meta(self):
+        return {"init": 1.0}
+
+
+def test_train_hooks_record_transforms_state_and_resume(toy_corpus, tmp_path):
+    from sltk.asr.checkpoint import register_transform
+    from sltk.asr.train import TrainHook
+
+    hook_cls = type("GainHook", (GainHook, TrainHook), {})
+    register_transform("test-gain", add_gain)
+    cuts_path, lang = toy_corpus
+    exp = tmp_path / "exp"
+    kw = dict(num_epochs=2, save_every_n=2, keep_last_k=10)
+    cfg = config(cuts_path, lang, exp, max_steps=4, **kw)
+    mcfg, backend = prepare(cfg)
+    hook = hook_cls()
+    train(0, cfg, mcfg, backend, hooks=[hook])
+    obj = torch.load(exp / "checkpoint-4.pt")
+    assert obj["transforms"] == [{"kind": "test-gain", "init": 1.0}]
+    assert obj["hooks"] == {"test-gain": {"steps": [1, 2, 3, 4]}}
+    g = float(obj["model"]["ctc_head.1.g"])
+    assert g != 1.0  # the parameter added in on_model was given to the optimizer and trained
+    model = load_model(exp / "checkpoint-4.pt")  # replays the transform, then loads the weights
+    assert float(model.ctc_head[1].g) == g
+    # resume with a fresh hook: its state comes back, the steps continue
+    hook2 = hook_cls()
+    train(0, config(cuts_path, lang, exp, **kw), mcfg, backend, hooks=[hook2])
+    assert hook2.steps == [1, 2, 3, 4, 5, 6]
+    # a run without the hook refuses the exp dir (its checkpoints need the transform)
+    from sltk.utils.errors import UserError
+    with pytest.raises(UserError, match="model transforms"):
+        train(0, config(cuts_path, lang, exp, num_epochs=3), mcfg, backend)
+
+
+def test_init_checkpoint_fine_tunes_from_other_weights(toy_corpus, tmp_path):
+    cuts_path, lang = toy_corpus
+    src = tmp_path / "src"
+    cfg = config(cuts_path, lang, src, num_epochs=1)
+    mcfg, backend = prepare(cfg)
+    train(0, cfg, mcfg, backend)
+    init = torch.load(src / "epoch-1.pt")
+    ft = tmp_path / "ft"
+    train(0, config(cuts_path, lang, ft, num_epochs=1, max_steps=1, lr=1e-9, warmup_steps=1,
+                    init_checkpoint=str(src / "epoch-1.pt")), mcfg, backend)
+    out = torch.load(ft / "checkpoint-1.pt")
+    assert out["step"] == 1  # a fresh run (step, optimizer), from the source's weights
+    for k, v in init["model"].items():
+        assert torch.allclose(v.float(), out["model"][k].float(), atol=1e-5), k
+    from sltk.utils.errors import UserError
+    other = prepare(config(cuts_path, lang, tmp_path / "o", model=dict(TOY_MODEL, encoder_dim=32)))[0]
+    with pytest.raises(UserError, match="init-checkpoint .* is from a different model"):
+        train(0, config(cuts_path, lang, tmp_path / "o", model=dict(TOY_MODEL, encoder_dim=32),
+                        init_checkpoint=str(src / "epoch-1.pt")), other, backend)

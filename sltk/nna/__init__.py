@@ -1,0 +1,1 @@
+"""Neural-network accelerator (NNA) emulation and sub-8-bit quantization."""
