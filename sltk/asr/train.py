@@ -470,6 +470,7 @@ def _train(rank: int, cfg: TrainConfig, mcfg: ModelConfig, backend: str, hooks: 
             average(exp, cfg.num_epochs, cfg.average_last)
         with atomic_open(exp / "train_summary.json") as f:
             json.dump({"steps": step, "epochs_done": epoch - 1, "skipped_batches": skipped,
+                       "train_s": round(time.time() - t_start, 1),  # this run's training loop (not a resumed one's)
                        "frames_per_s": frames_seen / max(1e-6, time.time() - t_start),
                        "loss_backend": backend}, f, indent=2)
         log.info("training done: %d steps, %d batches skipped", step, skipped)

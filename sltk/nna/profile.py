@@ -1,8 +1,8 @@
 """The description of a neural-network accelerator (NNA): what its integer datapath can do.
 
-A profile is a yaml file (``egs/*/conf/nna/*.yaml``), read strictly: an unknown key, a
-missing section or a width the datapath cannot have is refused with a message naming the
-file and the key. The schema, with the int8 profile's values::
+A profile is a yaml file (``egs/assistant/nna1/conf/nna/*.yaml``), read strictly: an unknown
+key, a missing section or a width the datapath cannot have is refused with a message naming
+the file and the key. The schema, with the int8 profile's values::
 
     name: int8                      # optional; defaults to the file's stem
     weights:

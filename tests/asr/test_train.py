@@ -48,7 +48,7 @@ def test_overfit_ten_utterances_greedy_reproduces_text(toy_corpus, overfit_model
     wrong = {k: (refs[k], hyps[k]) for k in refs if hyps[k] != refs[k]}
     assert not wrong, wrong
     summary = json.loads((exp / "train_summary.json").read_text())
-    assert summary["skipped_batches"] == 0 and summary["loss_backend"] == cfg.loss
+    assert summary["skipped_batches"] == 0 and summary["loss_backend"] == cfg.loss and summary["train_s"] > 0
     assert (exp / f"avg-{cfg.num_epochs - 2}-{cfg.num_epochs}.pt").is_file()
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-CONF = Path(__file__).resolve().parents[2] / "egs" / "assistant" / "asr1" / "conf" / "nna"
+CONF = Path(__file__).resolve().parents[2] / "egs" / "assistant" / "nna1" / "conf" / "nna"
 
 
 def run(args, env):

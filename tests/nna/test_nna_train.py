@@ -24,7 +24,7 @@ from sltk.nna import emulate as E
 from sltk.nna.aat import NNAHook
 from sltk.nna.profile import load_profile
 
-CONF = Path(__file__).resolve().parents[2] / "egs" / "assistant" / "asr1" / "conf" / "nna"
+CONF = Path(__file__).resolve().parents[2] / "egs" / "assistant" / "nna1" / "conf" / "nna"
 LOSS = "k2" if L.k2_available() else "torch"
 
 

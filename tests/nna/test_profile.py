@@ -9,7 +9,7 @@ import yaml
 from sltk.nna.profile import KINDS, NNAProfile, load_profile
 from sltk.utils.errors import UserError
 
-CONF = Path(__file__).resolve().parents[2] / "egs" / "assistant" / "asr1" / "conf" / "nna"
+CONF = Path(__file__).resolve().parents[2] / "egs" / "assistant" / "nna1" / "conf" / "nna"
 
 
 def base():
