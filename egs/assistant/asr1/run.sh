@@ -103,6 +103,7 @@ if stage_in 5; then
   for s in dev test test_heldout_synth; do
     for m in $methods; do
       d=$exp/decode_$s/$m
+      [ -f "$d/hyp.txt" ] || { log "no $d/hyp.txt (method not decoded on $s): not scored"; continue; }
       compute-wer --out-dir "$d/scoring" --group-by "$data/synth/$s/utt2voice" \
         --group-by "$data/synth/$s/utt2accent" --group-by "$data/synth/$s/utt2synth" \
         --group-by "$data/synth/$s/utt2intent" "$data/synth/$s/text" "$d/hyp.txt" > "$d/wer.txt"
@@ -110,6 +111,13 @@ if stage_in 5; then
   done
   python3 local/results_table.py --exp "$exp" --sets "dev test test_heldout_synth" --methods "$methods" \
     > "$exp/results.md"
+  # how much of the error is words never seen in training (the best method's first: greedy)
+  m1=${methods%% *}
+  dirs=""
+  for s in dev test test_heldout_synth; do [ -f "$exp/decode_$s/$m1/hyp.txt" ] && dirs="$dirs $exp/decode_$s/$m1"; done
+  [ -z "$dirs" ] || { echo; echo "Out-of-vocabulary words ($m1):"; echo;
+    python3 local/oov_breakdown.py --train-text "$data/synth/train/text" --json "$exp/oov.json" $dirs | sed 's/^/- /'; } \
+    >> "$exp/results.md"
   cat "$exp/results.md"
 fi
 log "Done: stages $stage..$stop_stage of $0 ($size)"
