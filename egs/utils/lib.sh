@@ -5,6 +5,8 @@
 #   stage_in N           true when $stage <= N <= $stop_stage (both default to "all stages")
 #   stage_done DIR/NAME  true when the marker DIR/.NAME.done exists
 #   mark_done DIR/NAME   write the marker DIR/.NAME.done (atomically); call it last in a stage
+#   spawn CMD ARGS...    run CMD in the background, at most $nj (default 1) at a time
+#   wait_all             wait for every spawned job; die naming how many failed
 #
 # A stage runs when it is in the selected range and its marker is absent, and it writes its
 # marker as its last step, so a rerun after a failure skips what finished and resumes:
@@ -66,4 +68,18 @@ mark_done() {
   tmp=$(mktemp "$dir/.tmp.XXXXXX")
   printf 'done %s by %s\n' "$(date '+%Y-%m-%d %H:%M:%S')" "${BASH_SOURCE[1]:-$0}" >"$tmp"
   mv -f "$tmp" "$marker"
+}
+
+__lib_pids=()
+spawn() {
+  while [ "$(jobs -rp | wc -l)" -ge "${nj:-1}" ]; do sleep 0.5; done
+  "$@" &
+  __lib_pids+=($!)
+}
+
+wait_all() {
+  local p failed=0
+  for p in "${__lib_pids[@]}"; do wait "$p" || failed=$((failed + 1)); done
+  __lib_pids=()
+  [ "$failed" -eq 0 ] || die "$failed job(s) failed; see the logs named above"
 }

@@ -4,16 +4,26 @@
 consumes one token per hypothesis (N,) and returns the output (N, D) and the new state;
 ``select_state(state, idx)`` reorders/duplicates hypotheses. ``forward(y)`` runs a whole
 (N, U) token sequence prefixed by blank for training and returns (N, U + 1, D).
+
+``output_hooks``: callables ``f(out) -> out`` applied, in order, to every output the decoder
+returns (``forward``, ``output``, ``step``, and the output cached in a state), so that the
+step API and the training forward stay consistent (adapters hook in here).
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, List
 
 import torch
 from torch import nn
 
 from sltk.asr.config import ModelConfig
+
+
+def _apply_hooks(hooks: List, out: torch.Tensor) -> torch.Tensor:
+    for hook in hooks:
+        out = hook(out)
+    return out
 
 
 class StatelessDecoder(nn.Module):
@@ -27,6 +37,7 @@ class StatelessDecoder(nn.Module):
         self.embedding = nn.Embedding(cfg.vocab_size, cfg.decoder_dim)
         self.conv = (nn.Conv1d(cfg.decoder_dim, cfg.decoder_dim, cfg.context_size, groups=cfg.decoder_dim // 4,
                                bias=False) if cfg.context_size > 1 else None)
+        self.output_hooks: List = []  # f(out) -> out, on every output (see the module doc)
 
     def _mix(self, emb: torch.Tensor) -> torch.Tensor:  # (N, U, D) with U >= context
         if self.conv is not None:
@@ -37,14 +48,15 @@ class StatelessDecoder(nn.Module):
         n = y.size(0)
         pad = torch.full((n, max(self.context_size, 1)), self.blank_id, dtype=y.dtype, device=y.device)
         ctx = torch.cat([pad, y], dim=1)  # blank-padded history
-        return self._mix(self.embedding(ctx))  # (N, U + 1, D): the conv eats context_size - 1
+        # (N, U + 1, D): the conv eats context_size - 1
+        return _apply_hooks(self.output_hooks, self._mix(self.embedding(ctx)))
 
     def init_state(self, batch: int, device=None) -> torch.Tensor:
         return torch.full((batch, self.context_size), self.blank_id, dtype=torch.long, device=device)
 
     def output(self, state: torch.Tensor) -> torch.Tensor:
         """Decoder output for a context state (N, context_size) -> (N, D)."""
-        return self._mix(self.embedding(state))[:, -1]
+        return _apply_hooks(self.output_hooks, self._mix(self.embedding(state))[:, -1])
 
     def step(self, tokens: torch.Tensor, state: torch.Tensor):
         state = torch.cat([state[:, 1:], tokens[:, None]], dim=1)
@@ -64,19 +76,20 @@ class LSTMDecoder(nn.Module):
         self.embedding = nn.Embedding(cfg.vocab_size, cfg.decoder_dim)
         self.lstm = nn.LSTM(cfg.decoder_dim, cfg.decoder_dim, num_layers=cfg.decoder_layers, batch_first=True)
         self.drop = nn.Dropout(cfg.dropout)
+        self.output_hooks: List = []  # f(out) -> out, on every output (see the module doc)
 
     def forward(self, y: torch.Tensor) -> torch.Tensor:
         n = y.size(0)
         blank = torch.full((n, 1), self.blank_id, dtype=y.dtype, device=y.device)
         out, _ = self.lstm(self.embedding(torch.cat([blank, y], dim=1)))
-        return self.drop(out)
+        return _apply_hooks(self.output_hooks, self.drop(out))
 
     def init_state(self, batch: int, device=None) -> Any:
         # the state *after* consuming the initial blank, with its output cached
         tokens = torch.full((batch,), self.blank_id, dtype=torch.long, device=device)
         h0 = torch.zeros(self.lstm.num_layers, batch, self.lstm.hidden_size, device=device)
         out, (h, c) = self.lstm(self.embedding(tokens)[:, None], (h0, h0.clone()))
-        return (h, c, out[:, 0])
+        return (h, c, _apply_hooks(self.output_hooks, out[:, 0]))
 
     def output(self, state) -> torch.Tensor:
         return state[2]
@@ -84,7 +97,8 @@ class LSTMDecoder(nn.Module):
     def step(self, tokens: torch.Tensor, state):
         h, c, _ = state
         out, (h, c) = self.lstm(self.embedding(tokens)[:, None], (h, c))
-        return out[:, 0], (h, c, out[:, 0])
+        o = _apply_hooks(self.output_hooks, out[:, 0])
+        return o, (h, c, o)
 
     @staticmethod
     def select_state(state, idx: torch.Tensor):

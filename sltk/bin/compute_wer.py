@@ -10,7 +10,7 @@ import click
 
 from sltk.utils.cli import program, require_file, summary
 from sltk.utils.errors import UserError
-from sltk.utils.io import read_table
+from sltk.utils.io import atomic_open, read_table
 
 log = logging.getLogger("sltk")
 
@@ -52,6 +52,7 @@ def group_name(path: str, taken: set) -> str:
         "compute-wer data/test/text exp/ctc/decode_test/hyp.txt --out-dir exp/ctc/decode_test/scoring "
         "--group-by data/test/utt2voice --group-by data/test/utt2accent",
         "compute-wer --mode present data/test/text partial_hyp.txt",
+        "compute-wer --terms data/new_words.txt data/test/text exp/adapter/decode_test/hyp.txt",
     ],
 )
 @click.argument("ref_text")
@@ -63,7 +64,10 @@ def group_name(path: str, taken: set) -> str:
 @click.option("--mode", type=click.Choice(["all", "present", "strict"]), default="all",
               help="all: a missing hypothesis counts as empty (deletions); present: score only "
                    "utterances with a hypothesis; strict: a missing hypothesis is an error.")
-def main(ref_text, hyp_text, out_dir, group_by, mode):
+@click.option("--terms", default=None, metavar="FILE",
+              help="Words or phrases, one per line (new words, a catalog): their recall, precision and F1 "
+                   "(a %TERMS line; 'terms' in wer.json, per term in terms.txt).")
+def main(ref_text, hyp_text, out_dir, group_by, mode, terms):
     """Word error rate of HYP_TEXT against REF_TEXT (Kaldi text files: utt-id transcript).
 
     Prints Kaldi's %WER and %SER lines on stdout.
@@ -98,6 +102,17 @@ def main(ref_text, hyp_text, out_dir, group_by, mode):
                         name, len(unknown), unknown[0])
         groups[name] = result.by_group(table)
         log.info("WER by %s:\n%s", name, "\n".join(scoring.format_group_table(groups[name], name)))
+    tstats = None
+    if terms:
+        from sltk.data.text_norm import normalize_text
+
+        words = [normalize_text(line.split("#", 1)[0]) for line in
+                 require_file(terms, "terms file").read_text(encoding="utf-8").splitlines()]
+        words = [w for w in words if w]
+        if not words:
+            raise UserError(f"terms file {terms} holds no words")
+        scored = {u.utt: refs[u.utt] for u in result.utts}
+        tstats = scoring.term_stats(scored, hyps, words)
     subs, dels, ins = result.confusions()
     for what, c in (("substitutions", subs), ("deletions", dels), ("insertions", ins)):
         if c:
@@ -111,11 +126,18 @@ def main(ref_text, hyp_text, out_dir, group_by, mode):
         scoring.write_confusions(d / "confusions.txt", result)
         for name, table in groups.items():
             scoring.write_group_table(d / f"wer_by_{name}.txt", table, name)
-        scoring.write_wer_json(d / "wer.json", result, groups)
+        scoring.write_wer_json(d / "wer.json", result, groups, tstats)
+        if tstats is not None:
+            with atomic_open(d / "terms.txt", "w", encoding="utf-8") as f:
+                f.write("# term ref hyp hits\n")
+                for t, (nr, nh, k) in sorted(tstats.per_term.items()):
+                    f.write(f"{t.replace(' ', '_')} {nr} {nh} {k}\n")
         log.info("wrote %s", ", ".join(["wer.json", "per_utt.txt", "confusions.txt"]
                                        + [f"wer_by_{n}.txt" for n in groups]) + f" in {d}")
     click.echo(result.total.wer_line())
     click.echo(result.total.ser_line())
+    if tstats is not None:
+        click.echo(tstats.line())
     click.echo(f"Scored {len(result.utts)} sentences, {len(result.missing_hyps)} not present in hyp.")
     summary(len(result.utts), len(refs), 0, what="utterances scored",
             extra=result.total.wer_line())

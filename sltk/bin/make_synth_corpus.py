@@ -88,9 +88,11 @@ def _range(value: str, option: str) -> Tuple[float, float]:
 @click.option("--reverb-prob", type=float, default=0.0, help="Probability of room reverberation.")
 @click.option("--tempo-range", default="1,1", help="Per-utterance tempo factor range, LOW,HIGH (1,1: off).")
 @click.option("--pitch-range", type=float, default=0.0, help="Per-utterance pitch shift, +- semitones (0: off).")
+@click.option("--utt-tag", default="", help="Tag (lower-case letters, digits) put into every utterance id, so that "
+              "corpora made with the same seed (same voices) can be combined.")
 def main(out_dir, size, num_utts, seed, nj, synths, heldout_synth, holdout_words, holdout_sets, holdout_rate,
          num_rare_words, rare_rate, plain_frac, dev_frac, test_frac, heldout_frac, test_voice_frac, noise_prob,
-         snr_range, reverb_prob, tempo_range, pitch_range):
+         snr_range, reverb_prob, tempo_range, pitch_range, utt_tag):
     """Synthesize a voice-assistant speech corpus into OUT_DIR (see HELP)."""
     held = None if heldout_synth in ("none", "") else heldout_synth
     if held is not None and held not in SYNTHESIZERS:
@@ -103,7 +105,7 @@ def main(out_dir, size, num_utts, seed, nj, synths, heldout_synth, holdout_words
         holdout_rate=holdout_rate, num_rare_words=num_rare_words, rare_rate=rare_rate, plain_frac=plain_frac,
         dev_frac=dev_frac, test_frac=test_frac, heldout_frac=heldout_frac, test_voice_frac=test_voice_frac,
         noise_prob=noise_prob, reverb_prob=reverb_prob, snr_range=_range(snr_range, "--snr-range"),
-        tempo_range=_range(tempo_range, "--tempo-range"), pitch_range=pitch_range,
+        tempo_range=_range(tempo_range, "--tempo-range"), pitch_range=pitch_range, utt_tag=utt_tag,
     )
     res = make_corpus(cfg, out_dir, nj=nj)
     sets = ", ".join(f"{s} {n}" for s, n in res.sets.items())

@@ -224,12 +224,83 @@ def write_group_table(path: PathLike, groups: Dict[str, ErrorStats], title: str 
 
 
 def write_wer_json(path: PathLike, result: WerResult,
-                   groups: Optional[Dict[str, Dict[str, ErrorStats]]] = None) -> None:
-    """Totals (and per-group stats, ``{table name: {group: stats}}``) as JSON."""
+                   groups: Optional[Dict[str, Dict[str, ErrorStats]]] = None,
+                   terms: Optional["TermStats"] = None) -> None:
+    """Totals (and per-group stats, ``{table name: {group: stats}}``; term stats) as JSON."""
     out = {**result.total.to_dict(), "missing_hyps": len(result.missing_hyps),
            "extra_hyps": len(result.extra_hyps)}
     if groups:
         out["groups"] = {name: {g: s.to_dict() for g, s in table.items()} for name, table in groups.items()}
+    if terms is not None:
+        out["terms"] = terms.to_dict()
     with atomic_open(path, "w", encoding="utf-8") as f:
         json.dump(out, f, indent=1, ensure_ascii=False)
         f.write("\n")
+
+
+# ----------------------------------------------------------------------------- term recall / precision
+
+
+@dataclass
+class TermStats:
+    """Occurrences of chosen terms (words or phrases: new words, catalog entries) in the
+    references and hypotheses. Per utterance and term, ``min(ref count, hyp count)``
+    occurrences are hits: a term said twice and recognised once is one hit and one miss;
+    where in the utterance it was recognised is not checked."""
+
+    ref: int = 0      # occurrences in the references
+    hyp: int = 0      # occurrences in the hypotheses
+    hits: int = 0
+    per_term: Dict[str, Tuple[int, int, int]] = field(default_factory=dict)  # term -> (ref, hyp, hits)
+
+    @property
+    def recall(self) -> float:
+        return self.hits / self.ref if self.ref else math.nan
+
+    @property
+    def precision(self) -> float:
+        return self.hits / self.hyp if self.hyp else math.nan
+
+    @property
+    def f1(self) -> float:
+        return 2 * self.hits / (self.ref + self.hyp) if self.ref + self.hyp else math.nan
+
+    def line(self) -> str:
+        pct = lambda x: "nan" if math.isnan(x) else f"{100 * x:.2f}"  # noqa: E731
+        return (f"%TERMS recall {pct(self.recall)} [ {self.hits} / {self.ref} ], precision {pct(self.precision)} "
+                f"[ {self.hits} / {self.hyp} ], F1 {pct(self.f1)}")
+
+    def to_dict(self) -> Dict:
+        nan = lambda x: None if math.isnan(x) else round(100 * x, 4)  # noqa: E731
+        return {"ref": self.ref, "hyp": self.hyp, "hits": self.hits, "recall": nan(self.recall),
+                "precision": nan(self.precision), "f1": nan(self.f1),
+                "per_term": {t: {"ref": r, "hyp": h, "hits": k} for t, (r, h, k) in sorted(self.per_term.items())}}
+
+
+def _count_phrase(tokens: Sequence[str], phrase: Sequence[str]) -> int:
+    n = len(phrase)
+    return sum(1 for i in range(len(tokens) - n + 1) if list(tokens[i:i + n]) == list(phrase))
+
+
+def term_stats(refs: Dict[str, str], hyps: Dict[str, str], terms: Sequence[str]) -> TermStats:
+    """Recall, precision and F1 of ``terms`` (already normalised like the transcripts) over the
+    utterances of ``refs``; a missing hypothesis counts as empty."""
+    phrases = sorted({tuple(t.split()) for t in terms if t.split()})
+    out = TermStats()
+    per = {" ".join(p): [0, 0, 0] for p in phrases}
+    for utt, ref in refs.items():
+        r, h = ref.split(), hyps.get(utt, "").split()
+        for p in phrases:
+            nr, nh = _count_phrase(r, p), _count_phrase(h, p)
+            if nr or nh:
+                c = per[" ".join(p)]
+                c[0] += nr
+                c[1] += nh
+                c[2] += min(nr, nh)
+    for t, (nr, nh, k) in per.items():
+        out.ref += nr
+        out.hyp += nh
+        out.hits += k
+        if nr or nh:
+            out.per_term[t] = (nr, nh, k)
+    return out

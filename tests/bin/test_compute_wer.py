@@ -43,3 +43,21 @@ def test_missing_file_is_one_line_exit_2(tmp_path, run_env):
     errors = [l for l in r.stderr.splitlines() if "error" in l]
     assert errors == [f"compute-wer: error: hypothesis text {tmp_path / 'nope.txt'} does not exist"]
     assert "Traceback" not in r.stderr
+
+
+def test_terms_recall_precision(tmp_path, capsys):
+    ref = write(tmp_path / "text", ["u1 PLAY ZORVATH NOW", "u2 CALL ZORVATH ZORVATH", "u3 HELLO WORLD BLUE MOON",
+                                    "u4 CALL ZORVATH"])
+    hyp = write(tmp_path / "hyp.txt", ["u1 PLAY ZORVATH NOW", "u2 CALL ZORVATH", "u3 HELLO ZORVATH BLUE MOON"])
+    terms = write(tmp_path / "words.txt", ["Zorvath  # a new word", "blue moon", "", "Kelvandor"])
+    out = tmp_path / "scoring"
+    rc = main([str(ref), str(hyp), "--terms", str(terms), "--out-dir", str(out)], standalone_mode=False)
+    assert rc in (0, None)
+    # ZORVATH: ref 1+2+0+1 = 4, hyp 1+1+1+0 (u4 missing) = 3, hits 1+1+0+0 = 2;
+    # BLUE MOON: ref 1, hyp 1, hit 1; KELVANDOR never occurs
+    line = [l for l in capsys.readouterr().out.splitlines() if l.startswith("%TERMS")][0]
+    assert line == "%TERMS recall 60.00 [ 3 / 5 ], precision 75.00 [ 3 / 4 ], F1 66.67"
+    t = json.loads((out / "wer.json").read_text())["terms"]
+    assert (t["ref"], t["hyp"], t["hits"]) == (5, 4, 3)
+    assert t["per_term"] == {"BLUE MOON": {"ref": 1, "hyp": 1, "hits": 1}, "ZORVATH": {"ref": 4, "hyp": 3, "hits": 2}}
+    assert (out / "terms.txt").read_text().splitlines()[1:] == ["BLUE_MOON 1 1 1", "ZORVATH 4 3 2"]

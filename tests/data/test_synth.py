@@ -154,6 +154,26 @@ def test_plan_errors(lexicon):
         plan_corpus(_cfg(holdout_sets=["eval"]), lexicon)
 
 
+def test_utt_tag_keeps_voices_and_makes_ids_distinct(lexicon):
+    """Two corpora with the same seed and different tags (new-word corpora next to a base corpus):
+    the same voice split (test voices stay unseen by training), distinct utterance ids."""
+    base = plan_corpus(_cfg(holdout_words=[], holdout_sets=[]), lexicon)
+    tagged = plan_corpus(_cfg(utt_tag="nw1", holdout_sets=["train", "dev", "test"]), lexicon)
+    voices = lambda plan, s: {u.speaker.voice.id for u in plan.utterances if u.set == s}  # noqa: E731
+    assert voices(tagged, "test") and not voices(tagged, "test") & voices(base, "train")
+    assert voices(tagged, "train") <= voices(base, "train") | voices(base, "dev")
+    assert all(u.id.startswith(f"{u.speaker.id}-nw1-") for u in tagged.utterances)
+    assert not {u.id for u in tagged.utterances} & {u.id for u in base.utterances}
+    assert all("-nw1-" not in u.id for u in base.utterances)
+    # every utterance of the sets given holds a held-out word (holdout_rate 1.0)
+    assert all(set(u.item.rare) & {"ZORBLATT", "QUENMIRE FALLS"} for u in tagged.utterances
+               if u.set in ("train", "dev", "test"))
+    assert "utt_tag" not in _cfg().to_json()  # the fingerprints of older corpora are unchanged
+    assert _cfg(utt_tag="nw1").to_json()["utt_tag"] == "nw1"
+    with pytest.raises(UserError, match="--utt-tag"):
+        plan_corpus(_cfg(utt_tag="NW-1"), lexicon)
+
+
 def test_read_word_list(tmp_path):
     with pytest.raises(UserError, match="does not exist"):
         read_word_list(tmp_path / "missing.txt")

@@ -42,6 +42,7 @@ import json
 import logging
 import multiprocessing
 import random
+import re
 import tempfile
 import time
 import zlib
@@ -107,6 +108,7 @@ class CorpusConfig:
     snr_range: Tuple[float, float] = (5.0, 30.0)
     tempo_range: Tuple[float, float] = (1.0, 1.0)
     pitch_range: float = 0.0
+    utt_tag: str = ""                           # in every utterance id: corpora that are combined stay distinct
 
     @property
     def spec(self) -> SizeSpec:
@@ -149,6 +151,8 @@ class CorpusConfig:
             raise UserError("a range must be given as LOW,HIGH with LOW <= HIGH")
         if self.tempo_range[0] <= 0:
             raise UserError("--tempo-range must be positive")
+        if not re.fullmatch(r"[a-z0-9]*", self.utt_tag):
+            raise UserError(f"--utt-tag must be lower-case letters and digits, got '{self.utt_tag}'")
 
     def training_synths(self) -> List[str]:
         if self.synths is not None:
@@ -158,6 +162,8 @@ class CorpusConfig:
     def to_json(self) -> dict:
         d = asdict(self)
         d["snr_range"], d["tempo_range"] = list(self.snr_range), list(self.tempo_range)
+        if not d["utt_tag"]:
+            del d["utt_tag"]  # corpora made before the option existed keep their fingerprint
         return d
 
 
@@ -311,7 +317,7 @@ def plan_corpus(cfg: CorpusConfig, lexicon: Optional[Lexicon] = None) -> Plan:
             else:
                 mode = "forbid"
             item = gen.generate(rng_t, holdout=mode)
-            utt_id = f"{spk.id}-{k:06d}"
+            utt_id = f"{spk.id}-{cfg.utt_tag}-{k:06d}" if cfg.utt_tag else f"{spk.id}-{k:06d}"
             rng_a = np.random.default_rng([cfg.seed, zlib.crc32(utt_id.encode())])
             aug = acoustics.draw_augmentation(rng_a, cfg.noise_prob, cfg.reverb_prob, cfg.snr_range,
                                               cfg.tempo_range, cfg.pitch_range)
