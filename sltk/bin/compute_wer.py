@@ -45,6 +45,23 @@ def group_name(path: str, taken: set) -> str:
     return name
 
 
+def _read_terms(path: str, allow_empty: bool = False) -> List[str]:
+    """Words or phrases, one per line (a catalog's optional TAB-separated boost is ignored),
+    normalised like the transcripts; # comments and blank lines skipped."""
+    from sltk.data.text_norm import normalize_text
+
+    p = require_file(path, "terms file")
+    try:
+        lines = p.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError:
+        raise UserError(f"terms file {p} is not UTF-8 text") from None
+    words = [normalize_text(line.split("#", 1)[0].split("\t", 1)[0]) for line in lines]
+    words = [w for w in words if w]
+    if not words and not allow_empty:
+        raise UserError(f"terms file {p} holds no words")
+    return words
+
+
 @program(
     name="compute-wer",
     examples=[
@@ -53,6 +70,7 @@ def group_name(path: str, taken: set) -> str:
         "--group-by data/test/utt2voice --group-by data/test/utt2accent",
         "compute-wer --mode present data/test/text partial_hyp.txt",
         "compute-wer --terms data/new_words.txt data/test/text exp/adapter/decode_test/hyp.txt",
+        "compute-wer --utt2terms data/test/utt2catalog data/test/text exp/bias/decode_test/hyp.txt",
     ],
 )
 @click.argument("ref_text")
@@ -67,7 +85,10 @@ def group_name(path: str, taken: set) -> str:
 @click.option("--terms", default=None, metavar="FILE",
               help="Words or phrases, one per line (new words, a catalog): their recall, precision and F1 "
                    "(a %TERMS line; 'terms' in wer.json, per term in terms.txt).")
-def main(ref_text, hyp_text, out_dir, group_by, mode, terms):
+@click.option("--utt2terms", default=None, metavar="TABLE",
+              help="Per-utterance terms: a table 'utt-id terms-file' (e.g. each utterance's personal catalog); "
+                   "an utterance not in it uses --terms (or no terms).")
+def main(ref_text, hyp_text, out_dir, group_by, mode, terms, utt2terms):
     """Word error rate of HYP_TEXT against REF_TEXT (Kaldi text files: utt-id transcript).
 
     Prints Kaldi's %WER and %SER lines on stdout.
@@ -103,16 +124,21 @@ def main(ref_text, hyp_text, out_dir, group_by, mode, terms):
         groups[name] = result.by_group(table)
         log.info("WER by %s:\n%s", name, "\n".join(scoring.format_group_table(groups[name], name)))
     tstats = None
-    if terms:
-        from sltk.data.text_norm import normalize_text
-
-        words = [normalize_text(line.split("#", 1)[0]) for line in
-                 require_file(terms, "terms file").read_text(encoding="utf-8").splitlines()]
-        words = [w for w in words if w]
-        if not words:
-            raise UserError(f"terms file {terms} holds no words")
+    if terms or utt2terms:
+        words = _read_terms(terms) if terms else []
+        per_utt = None
+        if utt2terms:
+            table = read_text_table(utt2terms, "utt2terms table")
+            base = Path(utt2terms).parent
+            cache: Dict[str, List[str]] = {}
+            per_utt = {}
+            for utt, f in table.items():
+                path = f if Path(f).is_absolute() or Path(f).is_file() else str(base / f)
+                if path not in cache:
+                    cache[path] = _read_terms(path, allow_empty=True)
+                per_utt[utt] = cache[path]
         scored = {u.utt: refs[u.utt] for u in result.utts}
-        tstats = scoring.term_stats(scored, hyps, words)
+        tstats = scoring.term_stats(scored, hyps, words, per_utt)
     subs, dels, ins = result.confusions()
     for what, c in (("substitutions", subs), ("deletions", dels), ("insertions", ins)):
         if c:

@@ -282,18 +282,23 @@ def _count_phrase(tokens: Sequence[str], phrase: Sequence[str]) -> int:
     return sum(1 for i in range(len(tokens) - n + 1) if list(tokens[i:i + n]) == list(phrase))
 
 
-def term_stats(refs: Dict[str, str], hyps: Dict[str, str], terms: Sequence[str]) -> TermStats:
+def term_stats(refs: Dict[str, str], hyps: Dict[str, str], terms: Sequence[str],
+               utt_terms: Optional[Dict[str, Sequence[str]]] = None) -> TermStats:
     """Recall, precision and F1 of ``terms`` (already normalised like the transcripts) over the
-    utterances of ``refs``; a missing hypothesis counts as empty."""
+    utterances of ``refs``; a missing hypothesis counts as empty. ``utt_terms``: per-utterance
+    term lists (a personal catalog per utterance) used instead of ``terms`` where given."""
     phrases = sorted({tuple(t.split()) for t in terms if t.split()})
     out = TermStats()
-    per = {" ".join(p): [0, 0, 0] for p in phrases}
+    per: Dict[str, List[int]] = {}
     for utt, ref in refs.items():
         r, h = ref.split(), hyps.get(utt, "").split()
-        for p in phrases:
+        own = phrases
+        if utt_terms is not None and utt in utt_terms:
+            own = sorted({tuple(t.split()) for t in utt_terms[utt] if t.split()})
+        for p in own:
             nr, nh = _count_phrase(r, p), _count_phrase(h, p)
             if nr or nh:
-                c = per[" ".join(p)]
+                c = per.setdefault(" ".join(p), [0, 0, 0])
                 c[0] += nr
                 c[1] += nh
                 c[2] += min(nr, nh)

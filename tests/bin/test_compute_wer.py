@@ -61,3 +61,19 @@ def test_terms_recall_precision(tmp_path, capsys):
     assert (t["ref"], t["hyp"], t["hits"]) == (5, 4, 3)
     assert t["per_term"] == {"BLUE MOON": {"ref": 1, "hyp": 1, "hits": 1}, "ZORVATH": {"ref": 4, "hyp": 3, "hits": 2}}
     assert (out / "terms.txt").read_text().splitlines()[1:] == ["BLUE_MOON 1 1 1", "ZORVATH 4 3 2"]
+
+
+def test_per_utterance_terms(tmp_path, capsys):
+    """Personal catalogs: each utterance's terms come from its own file (utt2terms); an
+    utterance outside the table falls back to --terms."""
+    ref = write(tmp_path / "text", ["u1 CALL ANNA ZORVATH", "u2 CALL KELVANDOR", "u3 PLAY ZORVATH"])
+    hyp = write(tmp_path / "hyp.txt", ["u1 CALL ANNA ZORVATH", "u2 CALL ZORVATH", "u3 PLAY ZORVATH"])
+    write(tmp_path / "cat1.txt", ["Zorvath\t3.5", "Mirelda"])
+    write(tmp_path / "cat2.txt", ["Kelvandor", "Zorvath"])
+    table = write(tmp_path / "utt2catalog", ["u1 cat1.txt", "u2 cat2.txt"])
+    terms = write(tmp_path / "global.txt", ["play"])
+    rc = main([str(ref), str(hyp), "--utt2terms", str(table), "--terms", str(terms)], standalone_mode=False)
+    assert rc in (0, None)
+    # u1: ZORVATH 1/1 hit; u2: KELVANDOR missed, ZORVATH inserted (a false alarm); u3 (global): PLAY hit
+    line = [l for l in capsys.readouterr().out.splitlines() if l.startswith("%TERMS")][0]
+    assert line == "%TERMS recall 66.67 [ 2 / 3 ], precision 66.67 [ 2 / 3 ], F1 66.67"
