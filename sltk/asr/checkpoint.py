@@ -36,7 +36,8 @@ PACKED_FORMAT = "sltk-packed-v1"
 _TRANSFORMS: Dict[str, Callable[[torch.nn.Module, Dict[str, Any]], None]] = {}
 # kind -> module whose import registers it
 TRANSFORM_MODULES = {"nna": "sltk.nna.emulate", "gq": "sltk.nna.gq", "uniform": "sltk.nna.uniform",
-                     "adapter": "sltk.adapters.attach", "adapter_fusion": "sltk.adapters.attach"}
+                     "adapter": "sltk.adapters.attach", "adapter_fusion": "sltk.adapters.attach",
+                     "context_adapter": "sltk.bias.encoder"}
 
 
 def register_transform(kind: str, fn: Callable[[torch.nn.Module, Dict[str, Any]], None]) -> None:

@@ -39,6 +39,9 @@ class Transducer(nn.Module):
         # so that every consumer of a checkpoint normalises the same way
         self.register_buffer("feat_mean", torch.zeros(cfg.feat_dim))
         self.register_buffer("feat_std", torch.ones(cfg.feat_dim))
+        # callables f(enc) -> enc applied, in order, to the encoder output before the CTC head only
+        # (contextual biasing: sltk.bias.encoder); the transducer path never sees them
+        self.ctc_hooks: List = []
 
     def set_cmvn(self, mean: torch.Tensor, std: torch.Tensor) -> None:
         self.feat_mean.copy_(torch.as_tensor(mean, dtype=torch.float32))
@@ -53,6 +56,9 @@ class Transducer(nn.Module):
         return self.encoder((feats - self.feat_mean) / self.feat_std, feat_lens)
 
     def ctc_logprobs(self, enc: torch.Tensor) -> torch.Tensor:
+        """(N, T, encoder_dim) encoder output -> (N, T, vocab) CTC log-probs, through ``ctc_hooks``."""
+        for hook in self.ctc_hooks:
+            enc = hook(enc)
         return self.ctc_head(enc).log_softmax(-1)
 
     def forward(self, feats: torch.Tensor, feat_lens: torch.Tensor, ys: List[List[int]],

@@ -101,6 +101,11 @@ class TrainHook:
     def on_step(self, step: int, model: Transducer) -> None:
         """Before the forward of each training step (``step`` is 1-based)."""
 
+    def on_batch(self, model: Transducer, batch: Dict) -> None:
+        """After :meth:`on_step`, before the forward of the same step: the training batch as
+        :class:`sltk.asr.data.AsrBatches` makes it (``feats``, ``feat_lens``, ``texts``, ``ids``),
+        e.g. to give the model per-utterance context built from the transcripts."""
+
     def state_dict(self) -> Dict:
         return {}
 
@@ -404,6 +409,8 @@ def _train(rank: int, cfg: TrainConfig, mcfg: ModelConfig, backend: str, hooks: 
         for batch in loader:
             for h in hooks:
                 h.on_step(step + 1, model)
+            for h in hooks:
+                h.on_batch(model, batch)
             feats = batch["feats"].to(device)
             lens = batch["feat_lens"].to(device)
             ys = tok.encode(batch["texts"])
