@@ -11,24 +11,15 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-ARMS = ["qat8", "ptq8", "ptq5", "ptq4", "gq5", "gq4", "gq3", "gq_mixed"]
+ARMS = ["qat8", "qat4", "ptq8", "ptq5", "ptq4", "gq5", "gq4", "gq3", "gq_mixed"]
 NUM = r"\d+\.\d\d"                                  # a WER cell
 COST = r"(- \| -|\d+ \| \d+(\.\d)? (s|min))"        # fine-tuning steps | time
 
 
 @pytest.mark.slow
-def test_tiny_nna_recipe_end_to_end(tmp_path, run_env):
-    egs = tmp_path / "egs"
-    shutil.copytree(ROOT / "egs" / "utils", egs / "utils")
-    for r in ("asr1", "nna1"):
-        shutil.copytree(ROOT / "egs" / "assistant" / r, egs / "assistant" / r, symlinks=True,
-                        ignore=shutil.ignore_patterns("data", "exp"))
-    env = dict(run_env, SLTK_ROOT=str(ROOT))
-    asr = subprocess.run([str(egs / "assistant" / "asr1" / "run.sh"), "--size", "tiny", "--nj", "2",
-                          "--methods", "greedy"], capture_output=True, text=True, env=env, timeout=900)
-    assert asr.returncode == 0, asr.stderr[-4000:]
-
-    run = egs / "assistant" / "nna1" / "run.sh"
+def test_tiny_nna_recipe_end_to_end(tiny_asr1):
+    egs, env, copy = tiny_asr1
+    run = copy("nna1")
     r = subprocess.run([str(run), "--size", "tiny", "--nj", "2"], capture_output=True, text=True, env=env,
                        timeout=900)
     assert r.returncode == 0, r.stderr[-4000:]
@@ -37,15 +28,18 @@ def test_tiny_nna_recipe_end_to_end(tmp_path, run_env):
     res = json.loads((exp / "results.json").read_text())
 
     # the three arms of each profile, with numeric WERs on both test sets
-    for p in ("int8", "harsh"):
+    assert res["ft_float"]["steps"] == 30 and (exp / "ft_float" / "checkpoint-30.pt").is_file()
+    for p in ("int8", "harsh", "harsh5"):
         block = md.split(f"### NNA profile {p}")[1].split("###")[0]
-        for arm in ("float / float", "float-trained / NNA (PTQ)", "AAT / NNA"):
+        for arm in ("float / float", "float-trained / NNA (PTQ)", "fine-tuned float / float (control)",
+                    "fine-tuned float / NNA (PTQ, control)", "AAT / NNA"):
             assert re.search(rf"^\| {re.escape(arm)} \|[^\n]*\| {NUM} \| {NUM} \| {COST} \|$", block, re.M), \
                 (arm, block)
         assert "AAT fine-tuning cost: 30 steps" in block and "nna-report:" in block
         e = res["profiles"][p]
-        for arm in ("ptq", "aat"):
+        for arm in ("ptq", "ptq_ft", "aat"):
             assert all(isinstance(w, float) for w in e[arm]["wer"]["greedy"].values())
+        assert "against the same-budget control" in block
         assert e["aat"]["steps"] == 30 and e["report"]["operators"] > 0
         assert (exp / f"aat_{p}" / "checkpoint-30.pt").is_file()
     assert res["asr_training"]["steps"] > 0 and res["asr_training"]["time_s"] > 0
@@ -53,6 +47,8 @@ def test_tiny_nna_recipe_end_to_end(tmp_path, run_env):
     # every quantizer arm: numeric WERs, a packed file, smaller than the 8-bit model below 8 bits
     quant = md.split("### Quantizers")[1].split("###")[0]
     assert re.search(rf"^\| float \| 32 \|[^\n]*\| {NUM} \| {NUM} \| - \| - \|$", quant, re.M)
+    assert re.search(rf"^\| float, fine-tuned \(control\) \| 32 \|[^\n]*\| {NUM} \| {NUM} \| 30 \| \d+ s \|$",
+                     quant, re.M), quant
     for arm in ARMS:
         q = res["quantizers"][arm]
         assert re.search(rf"^\| {re.escape(q['label'])} \|[^\n]*\| {NUM} \| {NUM} \| {COST} \|$", quant, re.M), \

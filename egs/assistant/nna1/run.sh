@@ -16,11 +16,17 @@
 #   1  float baseline: decode test and test_heldout_synth, score (compute-wer)
 #   2  per NNA profile: PTQ, the float model on the NNA's integer path (activation ranges
 #      calibrated on dev), decode + score                               -> exp/<size>/ptq_<p>
-#   3  per NNA profile: AAT fine-tuning of the float model (train-transducer --nna-config
+#   3  the same-budget control: float fine-tuning of the float model, --aat-steps steps with the
+#      AAT settings but no NNA (asr1's model is not converged, so any fine-tuning helps; AAT is
+#      compared with this, not with the model before fine-tuning)     -> exp/<size>/ft_float
+#      per NNA profile: AAT fine-tuning of the float model (train-transducer --nna-config
 #      --init-checkpoint, --aat-steps steps)                           -> exp/<size>/aat_<p>
-#   4  per NNA profile: the AAT model on the integer path, decode + score; nna-report (the
+#   4  the control decoded in float and, per profile, on the integer path (PTQ of the
+#      fine-tuned float model)                         -> exp/<size>/ft_float{,/ptq_<p>}
+#      per NNA profile: the AAT model on the integer path, decode + score; nna-report (the
 #      operators that fall back to the CPU, conversions per frame)
-#   5  quantizers (quantize-nna): uniform QAT at --qat-bits, uniform PTQ at each --ptq-bits,
+#   5  quantizers (quantize-nna): uniform QAT at --qat-bits, uniform PTQ at each --ptq-bits
+#      (of the stage-3 control, so that every arm has had the same fine-tuning steps),
 #      GQ at each --gq-bits and the mixed allocation (conf/gq_mixed*.yaml); packed model, size
 #      report against the 8-bit model, latency of packed vs 8-bit vs float (side by side)
 #                                                                       -> exp/<size>/quant/<arm>
@@ -35,15 +41,15 @@ size=full             # tiny | small | full: asr1's corpus and model size, and t
 asr_dir=../asr1       # the ASR recipe whose data/<size> and exp/<size>/model_<model> are used
 model=conformer       # conformer | lstm: asr1's model_<model> (--size tiny: model_tiny, a Conformer)
 vocab_size=""         # asr1's BPE vocabulary (default: 100 at tiny, else 500, as asr1)
-profiles="int8 harsh" # NNA profiles, conf/nna/<p>.yaml
+profiles="int8 harsh harsh5"  # NNA profiles, conf/nna/<p>.yaml
 aat_steps=""          # AAT fine-tuning steps per profile (default per size: tiny 30, small 200, full 500)
 calib_steps=""        # AAT: steps calibrating activation ranges before they freeze (tiny 5, else 50)
 calib_utts=200        # PTQ: dev utterances calibrating the activation ranges
-qat_bits=8            # uniform QAT bit width(s)
+qat_bits="8 4"        # uniform QAT bit widths
 ptq_bits="8 5 4"      # uniform PTQ bit widths
 gq_bits="5 4 3"       # GQ bit widths (uniform over the weights)
 gq_mixed=""           # GQ bit allocation yaml (default conf/gq_mixed.yaml; --model lstm: conf/gq_mixed_lstm.yaml)
-ft_steps=""           # QAT/GQ fine-tuning steps (default per size: tiny 30, small 200, full 500)
+ft_steps=""           # QAT/GQ fine-tuning steps (default per size: tiny 30, small 200, full 200)
 max_duration=""       # seconds of audio per fine-tuning batch (default: tiny 40, else 20, as asr1)
 methods=greedy        # decoding methods (decode-transducer --method); tables and plot use the first
 latency_utts=100      # utterances of test timed for the latency report
@@ -57,14 +63,14 @@ help_message="Usage: $0 [options]   (stages 0-7, see the top of this file)"
 . ./cmd.sh
 
 case "$size" in
-  tiny) def_steps=30; def_calib=5; def_dur=40; def_vocab=100; model_name=model_tiny; enc=conformer ;;
-  small) def_steps=200; def_calib=50; def_dur=20; def_vocab=500; model_name=model_$model; enc=$model ;;
-  full) def_steps=500; def_calib=50; def_dur=20; def_vocab=500; model_name=model_$model; enc=$model ;;
+  tiny) def_steps=30; def_ft=30; def_calib=5; def_dur=40; def_vocab=100; model_name=model_tiny; enc=conformer ;;
+  small) def_steps=200; def_ft=200; def_calib=50; def_dur=20; def_vocab=500; model_name=model_$model; enc=$model ;;
+  full) def_steps=500; def_ft=200; def_calib=50; def_dur=20; def_vocab=500; model_name=model_$model; enc=$model ;;
   *) die "--size must be tiny, small or full, not '$size'" ;;
 esac
 case "$model" in conformer|lstm) ;; *) die "--model must be conformer or lstm, not '$model'" ;; esac
 aat_steps=${aat_steps:-$def_steps}
-ft_steps=${ft_steps:-$def_steps}
+ft_steps=${ft_steps:-$def_ft}
 calib_steps=${calib_steps:-$def_calib}
 max_duration=${max_duration:-$def_dur}
 train_threads=${train_threads:-$([ "$size" = tiny ] && echo 1 || getconf _NPROCESSORS_ONLN)}
@@ -98,21 +104,14 @@ arms="${arms# } gq_mixed"
 mkdir -p "$exp"
 
 # ---------------------------------------------------------------- helpers
-pids=()
-spawn() {  # spawn CMD ARGS...: run in the background, at most $nj at a time (collect with wait_all)
-  while [ "$(jobs -rp | wc -l)" -ge "$nj" ]; do sleep 0.5; done
-  "$@" &
-  pids+=($!)
-}
-wait_all() {  # wait for the spawned jobs; die when one failed
-  local p failed=0
-  for p in "${pids[@]}"; do wait "$p" || failed=$((failed + 1)); done
-  pids=()
-  [ "$failed" -eq 0 ] || die "$failed job(s) failed; see the logs named above"
-}
 decoded() {  # decoded DIR: every test set of DIR is decoded and scored
   local s
   for s in $test_sets; do stage_done "$1/decode_$s" || return 1; done
+}
+all_decoded() {  # all_decoded PREFIX P...: every PREFIX<P> is decoded
+  local prefix=$1 p
+  shift
+  for p in "$@"; do decoded "$prefix$p" || return 1; done
 }
 decode_score() {  # decode_score DIR MODEL [decode-transducer options]: decode + score the test sets
   local dir=$1 mdl=$2 s m d
@@ -132,8 +131,8 @@ decode_score() {  # decode_score DIR MODEL [decode-transducer options]: decode +
     mark_done "$dir/decode_$s"
   done
 }
-aat_model() {  # aat_model PROFILE: the AAT checkpoint (the last step's)
-  echo "$exp/aat_$1/checkpoint-$aat_steps.pt"
+aat_model() {  # aat_model PROFILE|float: the AAT checkpoint (the last step's); float: the control's
+  if [ "$1" = float ]; then echo "$exp/ft_float/checkpoint-$aat_steps.pt"; else echo "$exp/aat_$1/checkpoint-$aat_steps.pt"; fi
 }
 
 # ---------------------------------------------------------------- 0: asr1's data and model
@@ -177,17 +176,22 @@ fi
 
 # ---------------------------------------------------------------- 3: AAT fine-tuning
 if stage_in 3; then
-  for p in $profiles; do
-    dir=$exp/aat_$p
+  for p in float $profiles; do   # "float": the same-budget control, no NNA
+    if [ "$p" = float ]; then
+      dir=$exp/ft_float; nargs=""; what="float fine-tuning (the control, no NNA)"
+    else
+      dir=$exp/aat_$p; nargs="--nna-config conf/nna/$p.yaml --calib-steps $calib_steps"
+      what="accelerator-aware fine-tuning for profile $p"
+    fi
     stage_done "$dir" && continue
-    log "Stage 3: accelerator-aware fine-tuning for profile $p, $aat_steps steps (log: $dir/log/train.log)"
+    log "Stage 3: $what, $aat_steps steps (log: $dir/log/train.log)"
     rm -f "$exp/.results.done"
     # Rerunning resumes from the newest checkpoint in $dir.
     $train_cmd --num-threads "$train_threads" "$dir/log/train.log" \
       train-transducer --config conf/aat.yaml --model-config "$model_conf" \
         --cuts-train "$fbank/train/cuts.jsonl.gz" --cuts-dev "$fbank/dev/cuts.jsonl.gz" --lang-dir "$lang" \
-        --exp-dir "$dir" --init-checkpoint "$float_model" --nna-config "conf/nna/$p.yaml" \
-        --calib-steps "$calib_steps" --max-steps "$aat_steps" --max-duration "$max_duration" --seed "$seed"
+        --exp-dir "$dir" --init-checkpoint "$float_model" $nargs \
+        --max-steps "$aat_steps" --max-duration "$max_duration" --seed "$seed"
     [ -f "$(aat_model "$p")" ] || die "$dir: training ended without $(aat_model "$p")"
     mark_done "$dir"
   done
@@ -195,6 +199,17 @@ fi
 
 # ---------------------------------------------------------------- 4: AAT on the NNA
 if stage_in 4; then
+  ft=$(aat_model float)
+  if ! decoded "$exp/ft_float" || ! all_decoded "$exp/ft_float/ptq_" $profiles; then
+    [ -f "$ft" ] || die "no $ft: run stage 3"
+    log "Stage 4: the float fine-tuned control, in float and on the integer path (PTQ) of:$profiles"
+    spawn decode_score "$exp/ft_float" "$ft"
+    for p in $profiles; do
+      spawn decode_score "$exp/ft_float/ptq_$p" "$ft" --nna-config "conf/nna/$p.yaml" \
+        --calib-cuts "$fbank/dev/cuts.jsonl.gz" --calib-utts "$calib_utts"
+    done
+    wait_all
+  fi
   todo=""
   for p in $profiles; do
     decoded "$exp/aat_$p" && stage_done "$exp/aat_$p/nna_report" || todo="$todo $p"
@@ -228,6 +243,11 @@ if stage_in 5; then
       gq_mixed) qargs="--method gq --allocation $gq_mixed" ;;
       gq*) qargs="--method gq --bits ${arm#gq}" ;;
     esac
+    src=$float_model
+    case "$arm" in
+      ptq*) src=$(aat_model float)   # PTQ of the same-budget float fine-tune (stage 3)
+            [ -f "$src" ] || die "no $src (the float fine-tuned control): run stage 3" ;;
+    esac
     log "Stage 5: quantize-nna $qargs -> $dir/model.packed (log: $dir/log/quantize.log)"
     rm -f "$exp/.results.done"
     # gq/qat fine-tune from the float model (rerunning resumes); ptq does not train.
@@ -236,7 +256,7 @@ if stage_in 5; then
         --cuts-train "$fbank/train/cuts.jsonl.gz" --cuts-dev "$fbank/dev/cuts.jsonl.gz" --lang-dir "$lang" \
         --exp-dir "$dir/train" --max-steps "$ft_steps" --max-duration "$max_duration" --seed "$seed" \
         --report "$dir/size.json" --latency-cuts "$fbank/test/cuts.jsonl.gz" \
-        --latency-utterances "$latency_utts" "$float_model" "$dir/model.packed"
+        --latency-utterances "$latency_utts" "$src" "$dir/model.packed"
     mark_done "$dir"
   done
 fi

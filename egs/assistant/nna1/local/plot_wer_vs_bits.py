@@ -16,7 +16,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 STYLE = {  # kind: (label, marker, line)
-    "ptq": ("uniform PTQ", "s", "-"),
+    "ptq": ("uniform PTQ (of the fine-tuned float)", "s", "-"),
     "qat": ("uniform QAT", "D", "-"),
     "gq": ("GQ", "o", "-"),
     "gq_mixed": ("GQ mixed", "*", ""),
@@ -36,6 +36,10 @@ def main():
         if fw is not None:
             ax.axhline(fw, color="grey", lw=0.8, ls=":")
             ax.plot([32], [fw], "k^", ms=8, label="float")
+        ftw = (res.get("ft_float") or {}).get("wer", {}).get(m0, {}).get(s)
+        if ftw is not None:
+            ax.axhline(ftw, color="grey", lw=0.8, ls="--")
+            ax.plot([32], [ftw], "kv", ms=8, label="float, fine-tuned (control)")
         for kind, (label, marker, line) in STYLE.items():
             pts = sorted((q["avg_bits"], q["wer"][m0][s]) for q in res["quantizers"].values()
                          if q["kind"] == kind and q["avg_bits"] is not None and q["wer"][m0][s] is not None)

@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """Collect the numbers of the nna1 recipe into one JSON file and write the results tables
 (markdown): per NNA profile the three arms (float/float, float-trained on the NNA = PTQ,
-accelerator-aware trained on the NNA) with the fine-tuning cost next to the ASR training's and
+accelerator-aware trained on the NNA), each float arm also after the same-budget float
+fine-tuning (the control: the float model is not converged, so fine-tuning alone lowers the
+WER), with the fine-tuning cost next to the ASR training's and
 the operators that fall back to the CPU; the quantizers (WER, bits per weight, packed bytes
 against the 8-bit model, fine-tuning cost); the decoding latency of packed vs 8-bit vs float.
 
@@ -61,7 +63,10 @@ def collect(a):
     asr_exp = Path(a.asr_exp)
     res = {"exp": str(exp), "sets": sets, "methods": methods, "float_model": a.float_model,
            "asr_training": train_cost(asr_exp, asr_exp / "log" / "train.log"),
-           "float": {"wer": {m: wer(exp / "float", sets, m) for m in methods}}, "profiles": {}, "quantizers": {}}
+           "float": {"wer": {m: wer(exp / "float", sets, m) for m in methods}},
+           "ft_float": {"wer": {m: wer(exp / "ft_float", sets, m) for m in methods},
+                        **train_cost(exp / "ft_float", exp / "ft_float" / "log" / "train.log")},
+           "profiles": {}, "quantizers": {}}
     for p in a.profiles.split():
         prof = yaml.safe_load(Path(f"conf/nna/{p}.yaml").read_text())
         aat = exp / f"aat_{p}"
@@ -69,6 +74,7 @@ def collect(a):
         entry = {"weight_bits": prof["weights"]["bits"], "activation_bits": prof["activations"]["bits"],
                  "accumulator_bits": prof["accumulator"]["bits"],
                  "ptq": {"wer": {m: wer(exp / f"ptq_{p}", sets, m) for m in methods}},
+                 "ptq_ft": {"wer": {m: wer(exp / "ft_float" / f"ptq_{p}", sets, m) for m in methods}},
                  "aat": {"wer": {m: wer(aat, sets, m) for m in methods}, **train_cost(aat, aat / "log" / "train.log")},
                  "report": None}
         if rep:
@@ -77,19 +83,24 @@ def collect(a):
                                "fallbacks": len(rep["fallbacks"]), "fallback_kinds": rep["fallback_kinds"],
                                "conversions_per_frame": c["per_encoder_frame"],
                                "conversions_per_token": c["decoder_per_token"]}
-        # share of the PTQ degradation that AAT recovers, per set (first method)
-        rec = {}
+        # share of the PTQ degradation that AAT recovers, per set (first method): against the
+        # same-budget control (fine-tuned float, its PTQ), and against the model before fine-tuning
+        rec, rec0 = {}, {}
         for s in sets:
-            f, q, t = res["float"]["wer"][m0][s], entry["ptq"]["wer"][m0][s], entry["aat"]["wer"][m0][s]
+            t = entry["aat"]["wer"][m0][s]
+            f, q = res["ft_float"]["wer"][m0][s], entry["ptq_ft"]["wer"][m0][s]
             rec[s] = (q - t) / (q - f) if None not in (f, q, t) and q - f > 1e-9 else None
+            f, q = res["float"]["wer"][m0][s], entry["ptq"]["wer"][m0][s]
+            rec0[s] = (q - t) / (q - f) if None not in (f, q, t) and q - f > 1e-9 else None
         entry["recovered"] = rec
+        entry["recovered_vs_unfinetuned"] = rec0
         res["profiles"][p] = entry
     for arm in a.arms.split():
         d = exp / "quant" / arm
         size = read_json(d / "size.json") or {}
         t = size.get("total", {})
         kind = "gq" if arm.startswith("gq") else arm[:3]
-        label = {"gq": "GQ", "qat": "uniform QAT", "ptq": "uniform PTQ"}[kind]
+        label = {"gq": "GQ", "qat": "uniform QAT", "ptq": "uniform PTQ of the fine-tuned float"}[kind]
         label += " mixed" if arm == "gq_mixed" else f" {arm[len(kind):]}-bit"
         cost = train_cost(d / "train", d / "log" / "quantize.log") if kind != "ptq" else \
             {"steps": 0, "time_s": 0.0, "time_source": "no training"}
@@ -129,6 +140,12 @@ def tables(res) -> str:
                    + " | - | - |")
         out.append(f"| float-trained / NNA (PTQ) | float, ranges calibrated on dev | NNA integer path | "
                    + " | ".join(wer_cells(e["ptq"]["wer"], sets, methods)) + " | 0 | 0 s |")
+        ft = res["ft_float"]
+        ft_cost = f" | {ft['steps'] if ft['steps'] is not None else '-'} | {fmt_time(ft['time_s'])} |"
+        out.append("| fine-tuned float / float (control) | float fine-tuned, same steps as AAT | float (CPU) | "
+                   + " | ".join(wer_cells(ft["wer"], sets, methods)) + ft_cost)
+        out.append("| fine-tuned float / NNA (PTQ, control) | float fine-tuned, ranges calibrated on dev | "
+                   "NNA integer path | " + " | ".join(wer_cells(e["ptq_ft"]["wer"], sets, methods)) + ft_cost)
         aat = e["aat"]
         out.append(f"| AAT / NNA | accelerator-aware fine-tuned | NNA integer path | "
                    + " | ".join(wer_cells(aat["wer"], sets, methods))
@@ -136,7 +153,11 @@ def tables(res) -> str:
         out.append("")
         rec = ", ".join(f"{s} {fmt(100 * r, '.0f')}%" if r is not None else f"{s} - (no PTQ degradation)"
                         for s, r in e["recovered"].items())
-        out.append(f"- PTQ degradation recovered by AAT ({methods[0]}): {rec}")
+        out.append(f"- PTQ degradation recovered by AAT ({methods[0]}), against the same-budget control "
+                   f"(fine-tuned float, its PTQ): {rec}")
+        rec0 = ", ".join(f"{s} {fmt(100 * r, '.0f')}%" if r is not None else f"{s} -"
+                         for s, r in e["recovered_vs_unfinetuned"].items())
+        out.append(f"- against the float model before fine-tuning (flattered by the extra training): {rec0}")
         if asr["steps"] and aat["steps"] is not None:
             pct_t = f", {100 * aat['time_s'] / asr['time_s']:.0f}% of its time" if aat["time_s"] and asr["time_s"] \
                 else ""
@@ -160,6 +181,10 @@ def tables(res) -> str:
     out.append(f"| float | 32 | 32 | {ff if ff else '-'} | "
                f"{fmt(100 * (ff / q8['bytes_8bit'] - 1), '+.1f') + '%' if ff and q8 else '-'} | - | - | "
                + " | ".join(wer_cells(fw, sets, methods)) + " | - | - |")
+    ft = res["ft_float"]
+    out.append(f"| float, fine-tuned (control) | 32 | 32 | {ff if ff else '-'} | - | - | - | "
+               + " | ".join(wer_cells(ft["wer"], sets, methods))
+               + f" | {ft['steps'] if ft['steps'] is not None else '-'} | {fmt_time(ft['time_s'])} |")
     for q in res["quantizers"].values():
         out.append(f"| {q['label']} | {fmt(q['avg_bits'])} | {fmt(q['avg_bits_with_tables'])} | "
                    f"{q['bytes'] if q['bytes'] is not None else '-'} | "
@@ -207,7 +232,8 @@ def main():
     res = collect(a)
     write_atomic(Path(a.json), json.dumps(res, indent=2) + "\n")
     write_atomic(Path(a.out), tables(res))
-    missing = [k for k, v in [("float", res["float"]["wer"])] + [(p, e["aat"]["wer"]) for p, e in
+    missing = [k for k, v in [("float", res["float"]["wer"]), ("ft_float", res["ft_float"]["wer"])]
+               + [(p, e["aat"]["wer"]) for p, e in
                                                                  res["profiles"].items()]
                + [(k, q["wer"]) for k, q in res["quantizers"].items()]
                if any(x is None for m in v.values() for x in m.values())]

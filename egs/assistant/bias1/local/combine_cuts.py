@@ -1,0 +1,1 @@
+../../adapters1/local/combine_cuts.py

@@ -1,0 +1,1 @@
+../../adapters1/local/make_word_sets.py
