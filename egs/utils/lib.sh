@@ -5,6 +5,9 @@
 #   stage_in N           true when $stage <= N <= $stop_stage (both default to "all stages")
 #   stage_done DIR/NAME  true when the marker DIR/.NAME.done exists
 #   mark_done DIR/NAME   write the marker DIR/.NAME.done (atomically); call it last in a stage
+#   link_from SRC DST NAME...  make DST/NAME a link to SRC/NAME for each NAME (another recipe's
+#                        data: feature manifests name their storage relative to the recipe
+#                        directory, so linking under the same names keeps them valid)
 #   spawn CMD ARGS...    run CMD in the background, at most $nj (default 1) at a time
 #   wait_all             wait for every spawned job; die naming how many failed
 #
@@ -82,4 +85,18 @@ wait_all() {
   for p in "${__lib_pids[@]}"; do wait "$p" || failed=$((failed + 1)); done
   __lib_pids=()
   [ "$failed" -eq 0 ] || die "$failed job(s) failed; see the logs named above"
+}
+
+link_from() {
+  local src=$1 dst=$2 x
+  shift 2
+  [ -d "$src" ] || die "no $src: run the recipe that makes it first"
+  mkdir -p "$dst"
+  for x in "$@"; do
+    if [ ! -L "$dst/$x" ] || [ "$(readlink "$dst/$x")" != "$src/$x" ]; then
+      log "link $dst/$x -> $src/$x"
+      [ -e "$dst/$x" ] && [ ! -L "$dst/$x" ] && die "$dst/$x exists and is not a link; remove it"
+      ln -sfn "$src/$x" "$dst/$x"
+    fi
+  done
 }

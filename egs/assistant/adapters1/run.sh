@@ -129,18 +129,8 @@ mixed_train() {  # mixed_train K: set K's training cuts plus a --mix-frac share 
 
 # ---------------------------------------------------------------- 0: asr1's data and base model
 if stage_in 0; then
-  # asr1's features, transcripts and lang directory, linked into data/<size> under their own names:
-  # feature manifests name their storage relative to the recipe directory (data/<size>/fbank/...)
-  target=$(cd "$asr_dir" && pwd)/data/$size
-  [ -d "$target" ] || die "no $target: run $asr_dir/run.sh --size $size first"
-  mkdir -p "$data"
-  for x in fbank synth "lang_bpe_$vocab"; do
-    if [ ! -L "$data/$x" ] || [ "$(readlink "$data/$x")" != "$target/$x" ]; then
-      log "Stage 0: link $data/$x -> $target/$x"
-      [ -e "$data/$x" ] && [ ! -L "$data/$x" ] && die "$data/$x exists and is not a link; remove it"
-      ln -sfn "$target/$x" "$data/$x"
-    fi
-  done
+  # asr1's features, transcripts and lang directory, linked into data/<size> under their own names
+  link_from "$(cd "$asr_dir" && pwd)/data/$size" "$data" fbank synth "lang_bpe_$vocab"
 fi
 for f in "$lang/bpe.model" "$base_data/fbank/test/cuts.jsonl.gz" "$base_data/fbank/train/cuts.jsonl.gz" \
          "$base_data/synth/test/text" "$asr_dir/conf/fbank.yaml"; do

@@ -81,16 +81,8 @@ mkdir -p "$exp/log"
 
 # ---------------------------------------------------------------- 0: asr1's data and base model
 if stage_in 0; then
-  target=$(cd "$asr_dir" && pwd)/data/$size
-  [ -d "$target" ] || die "no $target: run $asr_dir/run.sh --size $size first"
-  mkdir -p "$data"
-  for x in fbank synth "lang_bpe_$vocab"; do
-    if [ ! -L "$data/$x" ] || [ "$(readlink "$data/$x")" != "$target/$x" ]; then
-      log "Stage 0: link $data/$x -> $target/$x"
-      [ -e "$data/$x" ] && [ ! -L "$data/$x" ] && die "$data/$x exists and is not a link; remove it"
-      ln -sfn "$target/$x" "$data/$x"
-    fi
-  done
+  # asr1's features, transcripts and lang directory, linked into data/<size> under their own names
+  link_from "$(cd "$asr_dir" && pwd)/data/$size" "$data" fbank synth "lang_bpe_$vocab"
 fi
 base_model=$(ls -t "$asr_exp"/avg-*.pt 2>/dev/null | head -1 || true)
 [ -n "$base_model" ] || base_model=$(ls -t "$asr_exp"/epoch-*.pt 2>/dev/null | head -1 || true)
