@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from typing import Any, Dict, List, Optional, Sequence
 
 import torch
 from torch import nn
 
+from sltk.utils.config import dataclass_from_dict
 from sltk.utils.errors import UserError
 
 METHODS = ("sum", "average", "attention")
@@ -48,15 +49,7 @@ class AdapterConfig:
 
     @classmethod
     def from_dict(cls, d: Optional[Dict[str, Any]], where: str = "adapter config") -> "AdapterConfig":
-        if d is None:
-            return cls()
-        if not isinstance(d, dict):
-            raise UserError(f"{where} must be a mapping of key: value, got {type(d).__name__}")
-        names = [f.name for f in fields(cls)]
-        for k in d:
-            if k not in names:
-                raise UserError(f"unknown key '{k}' in {where} (valid keys: {', '.join(names)})")
-        return cls(**d)
+        return dataclass_from_dict(cls, d, where)
 
     @classmethod
     def from_yaml(cls, path) -> "AdapterConfig":

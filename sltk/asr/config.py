@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Any, Dict
 
+from sltk.utils.config import dataclass_from_dict
 from sltk.utils.errors import UserError
 
 
@@ -44,11 +45,7 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, d: Dict[str, Any], where: str = "model config") -> "ModelConfig":
-        names = {f.name for f in fields(cls)}
-        for k in d:
-            if k not in names:
-                raise UserError(f"unknown key '{k}' in {where} (valid keys: {', '.join(sorted(names))})")
-        return cls(**d)
+        return dataclass_from_dict(cls, d, where)
 
     def to_dict(self) -> Dict[str, Any]:
         return asdict(self)

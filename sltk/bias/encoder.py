@@ -44,6 +44,7 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
 from sltk.asr.checkpoint import config_diff, read_checkpoint, register_transform
+from sltk.utils.config import dataclass_from_dict
 from sltk.utils.errors import UserError
 from sltk.utils.io import PathLike
 
@@ -71,15 +72,7 @@ class ContextAdapterConfig:
 
     @classmethod
     def from_dict(cls, d: Optional[Dict[str, Any]], where: str = "context adapter config") -> "ContextAdapterConfig":
-        if d is None:
-            return cls()
-        if not isinstance(d, dict):
-            raise UserError(f"{where} must be a mapping of key: value, got {type(d).__name__}")
-        names = [f.name for f in fields(cls)]
-        for k in d:
-            if k not in names:
-                raise UserError(f"unknown key '{k}' in {where} (valid keys: {', '.join(names)})")
-        return cls(**d)
+        return dataclass_from_dict(cls, d, where)
 
     def to_dict(self) -> Dict[str, Any]:
         return asdict(self)
