@@ -37,6 +37,16 @@ die() {
   exit 1
 }
 
+# require_positive_int NAME...: each variable NAME (an option's value) must be a positive
+# integer; the error names the option as the user typed it (--num-utts for num_utts).
+require_positive_int() {
+  local v
+  for v in "$@"; do
+    [[ ${!v} =~ ^[0-9]+$ ]] && [ "${!v}" -gt 0 ] ||
+      die "--${v//_/-} must be a positive integer, not '${!v}'"
+  done
+}
+
 # The marker file of DIR/NAME: DIR/.NAME.done (NAME alone means ./.NAME.done).
 __lib_marker() {
   local target=${1%/}

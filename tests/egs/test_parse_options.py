@@ -155,3 +155,14 @@ def test_log_and_die(tmp_path):
     first, second = r.stderr.splitlines()
     assert first.endswith("[prep.sh:3] hello there")
     assert second.endswith("[prep.sh:4] error: no data")
+
+
+@pytest.mark.parametrize("value,ok", [("3", True), ("12", True), ("0", False), ("-1", False),
+                                      ("2.5", False), ("", False), ("x", False)])
+def test_require_positive_int(tmp_path, value, ok):
+    r = bash(tmp_path, f"num_utts=3; max_steps='{value}'\nrequire_positive_int num_utts max_steps\necho fine")
+    if ok:
+        assert r.returncode == 0 and r.stdout == "fine\n", r.stderr
+    else:
+        assert r.returncode == 1 and r.stdout == ""
+        assert f"--max-steps must be a positive integer, not '{value}'" in r.stderr

@@ -68,9 +68,7 @@ seq_steps=${seq_steps:-$adapter_steps}
 seq_orders=${seq_orders:-$d_orders}
 max_duration=${max_duration:-$d_dur}
 train_threads=${train_threads:-$([ "$size" = tiny ] && echo 1 || getconf _NPROCESSORS_ONLN)}
-for v in num_sets words_per_set num_utts adapter_steps fusion_steps seq_steps train_threads nj; do
-  [[ ${!v} =~ ^[0-9]+$ ]] && [ "${!v}" -gt 0 ] || die "--${v//_/-} must be a positive integer, not '${!v}'"
-done
+require_positive_int num_sets words_per_set num_utts adapter_steps fusion_steps seq_steps train_threads nj
 for o in $seq_orders; do
   [[ $o =~ ^[1-9]+$ ]] || die "--seq-orders: '$o' is not a string of set numbers (e.g. 123)"
   for ((i = 0; i < ${#o}; i++)); do

@@ -63,9 +63,7 @@ scale_sizes=${scale_sizes:-$d_scale}
 scale_utts=${scale_utts:-$d_sutts}
 max_duration=${max_duration:-$d_dur}
 train_threads=${train_threads:-$([ "$size" = tiny ] && echo 1 || getconf _NPROCESSORS_ONLN)}
-for v in num_utts num_test_names catalog_size adapter_steps scale_utts train_threads nj; do
-  [[ ${!v} =~ ^[0-9]+$ ]] && [ "${!v}" -gt 0 ] || die "--${v//_/-} must be a positive integer, not '${!v}'"
-done
+require_positive_int num_utts num_test_names catalog_size adapter_steps scale_utts train_threads nj
 for m in $methods; do
   case "$m" in prefix-beam|k2-lattice) ;; *) die "--methods: unknown method '$m' (prefix-beam, k2-lattice)" ;; esac
 done

@@ -76,9 +76,7 @@ max_duration=${max_duration:-$def_dur}
 train_threads=${train_threads:-$([ "$size" = tiny ] && echo 1 || getconf _NPROCESSORS_ONLN)}
 vocab_size=${vocab_size:-$def_vocab}
 gq_mixed=${gq_mixed:-conf/gq_mixed$([ "$enc" = lstm ] && echo _lstm || true).yaml}
-for v in aat_steps ft_steps calib_steps calib_utts latency_utts train_threads nj; do
-  [[ ${!v} =~ ^[0-9]+$ ]] && [ "${!v}" -gt 0 ] || die "--${v//_/-} must be a positive integer, not '${!v}'"
-done
+require_positive_int aat_steps ft_steps calib_steps calib_utts latency_utts train_threads nj
 [ -n "$methods" ] || die "--methods is empty"
 for p in $profiles; do [ -f "conf/nna/$p.yaml" ] || die "--profiles: no NNA profile conf/nna/$p.yaml"; done
 for b in $qat_bits $ptq_bits $gq_bits; do

@@ -42,9 +42,7 @@ case "$size" in
   full) num_train=${num_train:-4000}; num_test=${num_test:-1000}; epochs=${epochs:-15} ;;
   *) die "--size must be tiny or full, not '$size'" ;;
 esac
-for v in num_train num_test epochs nj; do
-  [[ ${!v} =~ ^[0-9]+$ ]] && [ "${!v}" -gt 0 ] || die "--${v//_/-} must be a positive integer, not '${!v}'"
-done
+require_positive_int num_train num_test epochs nj
 for v in $variants; do
   case "$v" in mic|early|mid|aec) ;; *) die "--variants: unknown variant '$v' (mic early mid aec)" ;; esac
 done
