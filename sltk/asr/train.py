@@ -74,6 +74,14 @@ class TrainConfig:
     max_steps: int = 0                  # stop after this many steps (0: no limit; for tests)
     log_every: int = 20
     init_checkpoint: str = ""           # fine-tune from these weights when exp_dir has no checkpoint yet
+    # DP-SGD (off unless dp_noise_multiplier or dp_target_eps is > 0): Poisson-sampled batches of
+    # privacy units, each unit's gradient clipped, Gaussian noise, RDP accounting (sltk.privacy)
+    dp_noise_multiplier: float = 0.0    # noise std / dp_max_grad_norm
+    dp_target_eps: float = 0.0          # instead: the smallest noise multiplier reaching this eps after the run
+    dp_max_grad_norm: float = 1.0       # clipping norm of one unit's gradient
+    dp_delta: float = 1e-5
+    dp_unit: str = "utterance"          # utterance | speaker: the privacy unit (sampled and clipped as one)
+    dp_max_utts: int = 8                # speaker unit: utterances of a sampled speaker used in a step
 
     @classmethod
     def keys(cls) -> List[str]:
@@ -230,6 +238,118 @@ def cmvn_for(cuts_path: str, cuts) -> Tuple[torch.Tensor, torch.Tensor]:
     return torch.as_tensor(mean, dtype=torch.float32), torch.as_tensor(std, dtype=torch.float32)
 
 
+# ---------------------------------------------------------------------------------- DP-SGD
+DP_UNITS = ("utterance", "speaker")
+
+
+def dp_enabled(cfg: TrainConfig) -> bool:
+    return cfg.dp_noise_multiplier > 0 or cfg.dp_target_eps > 0
+
+
+def dp_noise_for_eps(sample_rate: float, steps: int, eps: float, delta: float) -> float:
+    """The smallest noise multiplier (to 0.1%) whose ``steps`` sampled-Gaussian steps at
+    ``sample_rate`` stay within (eps, delta) (classic RDP conversion, as the PATE reports)."""
+    from sltk.privacy.accountant import dp_sgd_epsilon
+
+    def spent(sigma: float) -> float:
+        return dp_sgd_epsilon(sample_rate, sigma, steps, delta)[0]
+
+    lo, hi = 0.05, 1.0
+    while spent(hi) > eps:
+        lo, hi = hi, hi * 2
+        if hi > 1e5:
+            raise UserError(f"--dp-target-eps {eps}: unreachable with {steps} steps at sampling rate {sample_rate:.4g}")
+    while hi - lo > 1e-3 * hi:
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if spent(mid) > eps else (lo, mid)
+    return hi
+
+
+@dataclass
+class DPPlan:
+    """What DP-SGD samples and how much noise it adds: ``groups`` are the privacy units (one
+    cut each, or a speaker's cuts); each step keeps every unit with probability ``sample_rate``."""
+    groups: List[List]
+    sample_rate: float
+    steps: int
+    noise_multiplier: float
+    steps_per_epoch: int
+
+    def describe(self, cfg: TrainConfig, steps_done: int) -> Dict:
+        from sltk.privacy.accountant import dp_sgd_epsilon
+
+        eps, order = dp_sgd_epsilon(self.sample_rate, self.noise_multiplier, steps_done, cfg.dp_delta) \
+            if steps_done else (0.0, None)
+        return {"unit": cfg.dp_unit, "num_units": len(self.groups), "sample_rate": self.sample_rate,
+                "noise_multiplier": self.noise_multiplier, "max_grad_norm": cfg.dp_max_grad_norm,
+                "target_eps": cfg.dp_target_eps or None, "planned_steps": self.steps, "steps": steps_done,
+                "delta": cfg.dp_delta, "eps": eps, "order": order, "conversion": "classic",
+                "accounting": "RDP of the Poisson-sampled Gaussian mechanism (add/remove one unit)"}
+
+
+def dp_plan(cfg: TrainConfig, cuts) -> DPPlan:
+    """Privacy units, sampling rate (max_duration / the units' total duration, a speaker
+    counting at most dp_max_utts of its utterances: a batch holds max_duration seconds on
+    average), number of steps (max_steps, else num_epochs passes of 1 / rate steps) and the
+    noise multiplier (given, or calibrated to dp_target_eps)."""
+    if cfg.dp_unit not in DP_UNITS:
+        raise UserError(f"--dp-unit must be one of {', '.join(DP_UNITS)}, got {cfg.dp_unit!r}")
+    if cfg.dp_max_grad_norm <= 0 or not 0 < cfg.dp_delta < 1 or cfg.dp_max_utts < 1:
+        raise UserError("DP-SGD needs --dp-max-grad-norm > 0, 0 < --dp-delta < 1 and --dp-max-utts >= 1")
+    if cfg.dp_noise_multiplier > 0 and cfg.dp_target_eps > 0:
+        raise UserError("give --dp-noise-multiplier or --dp-target-eps, not both")
+    if cfg.world_size > 1:
+        raise UserError("DP-SGD runs in one process (--world-size 1)")
+    cuts = sorted(cuts, key=lambda c: c.id)
+    if cfg.dp_unit == "utterance":
+        groups = [[c] for c in cuts]
+    else:
+        by: Dict[str, List] = {}
+        for c in cuts:
+            spk = c.supervisions[0].speaker if c.supervisions else None
+            if not spk:
+                raise UserError(f"--dp-unit speaker: cut {c.id} has no speaker")
+            by.setdefault(spk, []).append(c)
+        groups = [by[k] for k in sorted(by)]
+    total = sum(sum(c.duration for c in g) / len(g) * min(len(g), cfg.dp_max_utts) for g in groups)
+    q = min(1.0, cfg.max_duration / total)
+    per_epoch = max(1, math.ceil(1 / q))
+    steps = cfg.max_steps if cfg.max_steps > 0 else cfg.num_epochs * per_epoch
+    sigma = cfg.dp_noise_multiplier or dp_noise_for_eps(q, steps, cfg.dp_target_eps, cfg.dp_delta)
+    return DPPlan(groups, q, steps, sigma, per_epoch)
+
+
+def dp_sample(plan: DPPlan, generator: torch.Generator, max_utts: int) -> List[List]:
+    """One Poisson batch of units; a speaker with more than ``max_utts`` cuts gives a random
+    ``max_utts`` of them (the clipped gradient of a unit is bounded whatever it holds)."""
+    from sltk.privacy.dpsgd import poisson_batch
+
+    out = []
+    for i in poisson_batch(len(plan.groups), plan.sample_rate, generator).tolist():
+        g = plan.groups[i]
+        if len(g) > max_utts:
+            g = [g[j] for j in sorted(torch.randperm(len(g), generator=generator)[:max_utts].tolist())]
+        out.append(g)
+    return out
+
+
+def dp_gradients(model: Transducer, units: List[List], loss_of, plan: DPPlan, cfg: TrainConfig,
+                 generator: torch.Generator):
+    """The DP-SGD gradient of one step: per-unit gradients (``loss_of(model, cuts)``, a scalar:
+    the unit's loss per frame), each clipped to dp_max_grad_norm, summed, plus
+    N(0, (noise_multiplier * dp_max_grad_norm)^2), divided by the expected number of units.
+    Written into ``.grad``; returns :class:`sltk.privacy.dpsgd.StepStats`."""
+    from sltk.privacy.dpsgd import clip_and_noise, per_example_grads
+
+    params = [p for p in model.parameters() if p.requires_grad]
+    grads = per_example_grads(model, loss_of, units, params)
+    noisy, stats = clip_and_noise(grads, cfg.dp_max_grad_norm, plan.noise_multiplier,
+                                  plan.sample_rate * len(plan.groups), generator)
+    for p, g in zip(params, noisy):
+        p.grad = g.to(p.device, p.dtype)
+    return stats
+
+
 # ---------------------------------------------------------------------------------- training
 def prepare(cfg: TrainConfig) -> Tuple[ModelConfig, str]:
     """Validate the config, resolve the model config and the loss backend; write them to exp_dir."""
@@ -329,7 +449,10 @@ def _train(rank: int, cfg: TrainConfig, mcfg: ModelConfig, backend: str, hooks: 
     model.to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(cfg.warmup_steps))
-    use_amp = cfg.amp and device.type == "cuda"
+    dp = dp_plan(cfg, train_cuts) if dp_enabled(cfg) else None
+    if dp is not None and hooks:
+        raise UserError(f"DP-SGD with training hooks ({', '.join(names)}) is not supported")
+    use_amp = cfg.amp and device.type == "cuda" and dp is None
     scaler = torch.cuda.amp.GradScaler(enabled=use_amp)
 
     transforms = []
@@ -342,7 +465,8 @@ def _train(rank: int, cfg: TrainConfig, mcfg: ModelConfig, backend: str, hooks: 
     if cfg.spec_augment:
         transforms.append(SpecAugment(seed=cfg.seed + rank))
     dataset = AsrBatches(transforms)
-    num_buckets = max(1, min(cfg.num_buckets, len(train_cuts) // 4))
+    # lhotse needs 2 buckets at least (fewer than 8 cuts used to fail on its assertion)
+    num_buckets = max(2, min(cfg.num_buckets, len(train_cuts) // 4))
     sampler = DynamicBucketingSampler(train_cuts, max_duration=cfg.max_duration, shuffle=True,
                                       num_buckets=num_buckets, drop_last=False, seed=cfg.seed,
                                       world_size=cfg.world_size, rank=rank)
@@ -381,11 +505,13 @@ def _train(rank: int, cfg: TrainConfig, mcfg: ModelConfig, backend: str, hooks: 
         except Exception as e:  # tensorboard is optional
             log.warning("no TensorBoard logging (%s)", e)
 
-    def save(path: Path, end_of_epoch: bool) -> None:
+    def save(path: Path, end_of_epoch: bool, at: Optional[Tuple[int, int]] = None) -> None:
+        """``at``: (step, epoch) when not this function's (the DP-SGD loop keeps its own)."""
         if rank != 0:
             return
+        s_, e_ = at or (step, epoch)
         save_checkpoint(path, model, transforms=hook_transforms(hooks), hooks={h.name: h.state_dict() for h in hooks},
-                        step=step, epoch=epoch, end_of_epoch=end_of_epoch,
+                        step=s_, epoch=e_, end_of_epoch=end_of_epoch,
                         optimizer=opt.state_dict(), scheduler=sched.state_dict(),
                         scaler=scaler.state_dict() if use_amp else None,
                         sampler=None if end_of_epoch else sampler.state_dict(),
@@ -396,10 +522,14 @@ def _train(rank: int, cfg: TrainConfig, mcfg: ModelConfig, backend: str, hooks: 
             old.unlink()
 
     skipped = 0
-    stop = False
+    # a run resumed from its own last checkpoint at --max-steps has nothing left to do
+    stop = bool(cfg.max_steps and step >= cfg.max_steps)
     t_start = time.time()
     frames_seen = 0
-    while epoch <= cfg.num_epochs and not stop:
+    if dp is not None:
+        step, epoch, skipped, frames_seen = _train_dp(dp, cfg, model, opt, sched, dataset, tok, backend, mcfg, device,
+                                                      rank, step, save, dev_cuts, writer)
+    while dp is None and epoch <= cfg.num_epochs and not stop:
         sampler.set_epoch(epoch)
         loader = torch.utils.data.DataLoader(dataset, sampler=sampler, batch_size=None,
                                              num_workers=cfg.num_workers)
@@ -474,13 +604,82 @@ def _train(rank: int, cfg: TrainConfig, mcfg: ModelConfig, backend: str, hooks: 
         if writer:
             writer.close()
         if cfg.average_last > 0:
-            average(exp, cfg.num_epochs, cfg.average_last)
+            average(exp, cfg.num_epochs if dp is None else step // dp.steps_per_epoch, cfg.average_last)
+        summ = {"steps": step, "epochs_done": epoch - 1, "skipped_batches": skipped,
+                "train_s": round(time.time() - t_start, 1),  # this run's training loop (not a resumed one's)
+                "frames_per_s": frames_seen / max(1e-6, time.time() - t_start),
+                "loss_backend": backend}
+        if dp is not None:
+            summ["dp"] = dp.describe(cfg, step)
+            with atomic_open(exp / "privacy.json") as f:
+                json.dump(summ["dp"], f, indent=1)
+                f.write("\n")
+            log.info("DP-SGD: eps %.4g at delta %g (order %s) after %d steps", summ["dp"]["eps"], cfg.dp_delta,
+                     summ["dp"]["order"], step)
         with atomic_open(exp / "train_summary.json") as f:
-            json.dump({"steps": step, "epochs_done": epoch - 1, "skipped_batches": skipped,
-                       "train_s": round(time.time() - t_start, 1),  # this run's training loop (not a resumed one's)
-                       "frames_per_s": frames_seen / max(1e-6, time.time() - t_start),
-                       "loss_backend": backend}, f, indent=2)
+            json.dump(summ, f, indent=2)
         log.info("training done: %d steps, %d batches skipped", step, skipped)
+
+
+def _train_dp(dp: DPPlan, cfg: TrainConfig, model: Transducer, opt, sched, dataset, tok: Tokenizer, backend: str,
+              mcfg: ModelConfig, device: torch.device, rank: int, step: int, save, dev_cuts, writer):
+    """The DP-SGD loop of :func:`_train` (see :func:`dp_plan`): ``dp.steps`` steps, each on a
+    Poisson batch of units whose sampling and noise come from a generator seeded by the step
+    (a resumed run draws what an uninterrupted one would). Returns (step, epoch, skipped, frames)."""
+    from lhotse import CutSet
+
+    exp = Path(cfg.exp_dir)
+    params = [p for p in model.parameters() if p.requires_grad]
+    acc = {"skipped": 0, "frames": 0, "loss": 0.0, "units": 0, "clipped": 0, "norm": 0.0}
+    if rank == 0:
+        log.info("DP-SGD: %d %s units, sampling rate %.4g, %d steps, noise multiplier %.4g, clipping norm %g, "
+                 "delta %g: eps %.4g at the end", len(dp.groups), cfg.dp_unit, dp.sample_rate, dp.steps,
+                 dp.noise_multiplier, cfg.dp_max_grad_norm, cfg.dp_delta, dp.describe(cfg, dp.steps)["eps"])
+
+    def loss_of(m: Transducer, cuts) -> torch.Tensor:
+        b = dataset[CutSet.from_cuts(cuts)]
+        lens = b["feat_lens"].to(device)
+        losses = m(b["feats"].to(device), lens, tok.encode(b["texts"]), backend=backend,
+                   prune_range=cfg.prune_range, am_scale=cfg.am_scale, lm_scale=cfg.lm_scale)
+        total = L.combine(losses, backend, step, cfg.warm_step, cfg.simple_loss_scale, mcfg.ctc_weight)
+        if not torch.isfinite(total):  # this unit contributes nothing (the noise is still added)
+            acc["skipped"] += 1
+            return sum((p * 0).sum() for p in params)
+        n = int(lens.sum())
+        acc["frames"] += n
+        acc["loss"] += float(total)
+        return total / max(1, n)
+
+    epoch = step // dp.steps_per_epoch + 1
+    while step < dp.steps:
+        gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)
+        units = dp_sample(dp, gen, cfg.dp_max_utts)
+        model.train()
+        stats = dp_gradients(model, units, loss_of, dp, cfg, gen)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        sched.step()
+        step += 1
+        acc["units"] += stats.batch_size
+        acc["clipped"] += stats.clipped
+        acc["norm"] += stats.mean_norm * stats.batch_size
+        if rank == 0 and step % cfg.log_every == 0:
+            log.info("DP step %d lr %.2e loss/frame %.4f units %d clipped %.0f%% mean unit grad-norm %.3g", step,
+                     sched.get_last_lr()[0], acc["loss"] / max(1, acc["frames"]), acc["units"],
+                     100 * acc["clipped"] / max(1, acc["units"]), acc["norm"] / max(1, acc["units"]))
+            if writer:
+                writer.add_scalar("train/loss", acc["loss"] / max(1, acc["frames"]), step)
+        if cfg.save_every_n and step % cfg.save_every_n == 0:
+            save(exp / f"checkpoint-{step}.pt", end_of_epoch=False, at=(step, epoch))
+        if step % dp.steps_per_epoch == 0:
+            if rank == 0 and dev_cuts is not None:
+                d = evaluate(model, dev_cuts, tok, backend, cfg, device)
+                log.info("epoch %d dev loss/frame %s", epoch, " ".join(f"{k}={v:.4f}" for k, v in d.items()))
+            save(exp / f"epoch-{epoch}.pt", end_of_epoch=True, at=(step, epoch))
+            epoch += 1
+        if step == dp.steps:  # the last step always as checkpoint-<steps>.pt, like a --max-steps run
+            save(exp / f"checkpoint-{step}.pt", end_of_epoch=False, at=(step, epoch))
+    return step, epoch, acc["skipped"], acc["frames"]
 
 
 def average(exp: Path, last_epoch: int, n: int) -> Optional[Path]:

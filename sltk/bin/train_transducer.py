@@ -51,6 +51,15 @@ HELP = {
     "log_every": "Log (and TensorBoard) every N steps.",
     "init_checkpoint": "Fine-tune from the weights of this checkpoint (fresh optimizer and schedule) when "
                        "--exp-dir has no checkpoint yet.",
+    "dp_noise_multiplier": "DP-SGD: Gaussian noise std / clipping norm (> 0 turns DP-SGD on: Poisson-sampled batches "
+                           "of rate max-duration / the units' duration, per-unit clipping, RDP accounting into "
+                           "EXP_DIR/privacy.json).",
+    "dp_target_eps": "DP-SGD: instead of --dp-noise-multiplier, the smallest noise reaching this eps (at --dp-delta) "
+                     "after the run's steps (--max-steps, else num-epochs passes).",
+    "dp_max_grad_norm": "DP-SGD: clipping norm of one privacy unit's gradient.",
+    "dp_delta": "DP-SGD: delta of the (eps, delta) guarantee.",
+    "dp_unit": "DP-SGD privacy unit, sampled and clipped as one: utterance or speaker.",
+    "dp_max_utts": "DP-SGD, --dp-unit speaker: utterances of a sampled speaker used in one step.",
 }
 
 
@@ -84,6 +93,7 @@ def _worker(rank: int, cfg: TrainConfig, mcfg, backend: str, hooks) -> None:
     "torchrun --nproc-per-node 4 -m sltk.bin.train_transducer ...   # or under torchrun",
     "train-transducer ... --exp-dir exp/rnnt_aat_int8 --init-checkpoint exp/rnnt/avg-4-5.pt "
     "--nna-config conf/nna/int8.yaml --calib-steps 50 --num-epochs 1   # accelerator-aware fine-tuning",
+    "train-transducer ... --exp-dir exp/dpsgd_eps4 --dp-target-eps 4 --dp-unit speaker --max-steps 2000   # DP-SGD",
 ])
 @click.option("--model-config", type=click.Path(dir_okay=False), default=None,
               help="YAML of model settings (sltk.asr.config.ModelConfig keys); vocab_size from the lang dir.")

@@ -63,6 +63,13 @@ def test_resume_continues_from_saved_step(toy_corpus, tmp_path):
     mcfg, backend = prepare(cfg)
     train(0, cfg, mcfg, backend)
     assert [s for s, _ in checkpoints(exp)] == [3, 5]  # epoch-1.pt, checkpoint-5.pt
+    # the same command again: it has reached --max-steps, so it trains no further step
+    before = torch.load(exp / "checkpoint-5.pt")["model"]
+    train(0, cfg, mcfg, backend)
+    assert [s for s, _ in checkpoints(exp)] == [3, 5]
+    after = torch.load(exp / "checkpoint-5.pt")["model"]
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    assert json.loads((exp / "train_summary.json").read_text())["steps"] == 5
     train(0, config(cuts_path, lang, exp, **kw), mcfg, backend)
     resumed = torch.load(exp / "epoch-4.pt")
     # uninterrupted reference run

@@ -1,0 +1,278 @@
+#!/usr/bin/env bash
+# egs/assistant/pate1: PATE for ASR (private aggregation of teacher ensembles) against DP-SGD,
+#   on asr1's synthetic voice-assistant corpus, with the speaker as the privacy unit.
+#
+#   ../asr1/run.sh --size tiny && ./run.sh --size tiny     # a few minutes on 2 CPU cores (tests)
+#   ./run.sh                                               # full size (see RESULTS.md)
+#
+# asr1's training set is the data: its speakers are split into private speakers (n disjoint
+# shards, one teacher each) and public speakers (a small labelled seed plus unlabelled queries).
+# Every model starts from the public-only model (trained on the labelled public seed alone: the
+# lower bound, what is learnt without private data). Tested on asr1's test set (unseen voices).
+# Stages (each item is skipped when its output exists, so a rerun resumes):
+#   0  link asr1's data/<size>/{fbank,synth,lang_bpe_N} into data/<size>
+#   1  split by speaker (local/split_private_public.py): shard1..n, private, public_seed,
+#      public_queries                                                    -> data/<size>/split
+#   2  the public-only model (train-transducer on public_seed)           -> exp/<size>/public
+#   3  one teacher per shard (through spawn: parallel, or a cluster via cmd.sh) and the
+#      non-private model on all private data (both fine-tune the public-only model)
+#   4  pate-aggregate of the teachers on the public queries, per mechanism (GNMax,
+#      Confident-GNMax) and eps in --eps-list at --delta: sigma from local/pate_plan.py (the
+#      data-independent RDP accountant; with --max-sigma-frac fewer queries where eps is
+#      small); a pseudo-labelled data dir + privacy.json each, validated; the labels scored
+#      against the held-back transcripts                              -> data/<size>/pate/<mech>_eps<e>
+#   5  a student per aggregation: the public-only model fine-tuned on public seed + labels
+#   6  DP-SGD on all private data at each eps (--dp-target-eps, --dp-unit speaker)
+#   7  decode every model on asr1's test set and score (decode-transducer, compute-wer)
+#   8  exp/<size>/results.md and results.json (local/results_table.py)
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")"
+
+stage=0
+stop_stage=100
+size=full              # tiny | full: asr1's corpus, and the defaults below
+asr_dir=../asr1
+num_teachers=""        # private shards = teachers (default: tiny 3, full 45)
+num_public_spk=""      # public speakers (default: tiny 1, full 20)
+seed_utts=""           # labelled public utterances (default: tiny 2, full 160)
+num_queries=""         # unlabelled public utterances to query at most (default: all the rest)
+eps_list="1 2 4 8"
+delta=1e-5
+mechanisms="gnmax confident-gnmax"
+max_sigma_frac=""      # ask fewer queries so that sigma <= this x teachers (default: tiny 0 = off, full 0.25)
+sigma1_ratio=2         # Confident-GNMax: sigma1 / sigma
+threshold_frac=0.6     # Confident-GNMax: threshold / teachers
+public_steps=""        # training steps (default: tiny 4 each; full 2000, 1500, 3000, 1000, 1000)
+teacher_steps=""
+nonprivate_steps=""
+student_steps=""
+dp_steps=""
+dp_unit=speaker        # DP-SGD privacy unit: speaker (as PATE's shards) or utterance
+dp_max_grad_norm=1.0
+dp_max_utts=""         # DP-SGD: utterances of a sampled speaker per step (default: tiny 4, full 8)
+dp_max_duration=""     # DP-SGD: expected seconds of audio per batch (default: tiny 40, full 320)
+max_duration=""        # seconds of audio per batch of the other trainings (default: tiny 40, full 20)
+methods=greedy         # decoding methods; tables use the first
+train_threads=""       # torch threads of each training (default: 1 at tiny, else all cores)
+nj=2                   # trainings, aggregations and decodings run at once
+seed=0
+help_message="Usage: $0 [options]   (stages 0-8, see the top of this file)"
+
+. utils/parse_options.sh
+. ./path.sh
+. ./cmd.sh
+
+case "$size" in
+  tiny) d_n=3; d_pub=1; d_seed=2; d_frac=0; d_steps="4 4 4 4 4"; d_dpu=4; d_dpdur=40; d_dur=40; vocab=100
+        model_conf=$asr_dir/conf/model_tiny.yaml ;;
+  full) d_n=45; d_pub=20; d_seed=160; d_frac=0.25; d_steps="2000 1500 3000 1000 1000"; d_dpu=8; d_dpdur=320
+        d_dur=20; vocab=500; model_conf=conf/model_small.yaml ;;
+  *) die "--size must be tiny or full, not '$size'" ;;
+esac
+read -r s_pub s_teach s_np s_stud s_dp <<< "$d_steps"
+num_teachers=${num_teachers:-$d_n}
+num_public_spk=${num_public_spk:-$d_pub}
+seed_utts=${seed_utts:-$d_seed}
+num_queries=${num_queries:-0}
+max_sigma_frac=${max_sigma_frac:-$d_frac}
+public_steps=${public_steps:-$s_pub}
+teacher_steps=${teacher_steps:-$s_teach}
+nonprivate_steps=${nonprivate_steps:-$s_np}
+student_steps=${student_steps:-$s_stud}
+dp_steps=${dp_steps:-$s_dp}
+dp_max_utts=${dp_max_utts:-$d_dpu}
+dp_max_duration=${dp_max_duration:-$d_dpdur}
+max_duration=${max_duration:-$d_dur}
+train_threads=${train_threads:-$([ "$size" = tiny ] && echo 1 || getconf _NPROCESSORS_ONLN)}
+require_positive_int num_teachers num_public_spk seed_utts public_steps teacher_steps nonprivate_steps \
+  student_steps dp_steps dp_max_utts train_threads nj
+[[ $num_queries =~ ^[0-9]+$ ]] || die "--num-queries must be a non-negative integer, not '$num_queries'"
+[ "$num_teachers" -ge 2 ] || die "--num-teachers must be at least 2 (PATE votes), not $num_teachers"
+[ -n "$eps_list" ] || die "--eps-list is empty"
+for e in $eps_list; do
+  [[ $e =~ ^[0-9]*\.?[0-9]+$ ]] && awk "BEGIN{exit !($e > 0)}" || die "--eps-list: '$e' is not a positive number"
+done
+for m in $mechanisms; do
+  case "$m" in gnmax|confident-gnmax) ;; *) die "--mechanisms: unknown mechanism '$m' (gnmax, confident-gnmax)" ;; esac
+done
+case "$dp_unit" in speaker|utterance) ;; *) die "--dp-unit must be speaker or utterance, not '$dp_unit'" ;; esac
+[ -n "$methods" ] || die "--methods is empty"
+m0=${methods%% *}
+
+data=data/$size
+lang=$data/lang_bpe_$vocab
+split=$data/split
+exp=exp/$size
+margs=""
+for m in $methods; do margs="$margs --method $m"; done
+mkdir -p "$exp/log"
+
+# ---------------------------------------------------------------- helpers
+train_model() {  # train_model DIR STEPS CUTS [train-transducer options]: DIR/final.pt (the checkpoint of step STEPS)
+  local dir=$1 steps=$2 cuts=$3
+  shift 3
+  [ -f "$dir/final.pt" ] && return 0
+  rm -f "$exp/.results.done"
+  $train_cmd --num-threads "$train_threads" "$dir/log/train.log" \
+    train-transducer --config conf/train.yaml --model-config "$model_conf" --cuts-train "$cuts" --lang-dir "$lang" \
+      --exp-dir "$dir" --max-steps "$steps" --max-duration "$max_duration" --seed "$seed" "$@"
+  [ -f "$dir/checkpoint-$steps.pt" ] || die "$dir: training ended without checkpoint-$steps.pt (see $dir/log/train.log)"
+  cp "$dir/checkpoint-$steps.pt" "$dir/final.pt.tmp" && mv "$dir/final.pt.tmp" "$dir/final.pt"
+}
+decode_model() {  # decode_model NAME CHECKPOINT: asr1's test set, scored -> $exp/decode/NAME
+  local name=$1 mdl=$2 d=$exp/decode/$1 m
+  stage_done "$d" && return 0
+  rm -f "$exp/.results.done"
+  mkdir -p "$d/log"
+  $decode_cmd "$d/log/decode.log" \
+    decode-transducer --checkpoint "$mdl" --cuts "$data/fbank/test/cuts.jsonl.gz" --lang-dir "$lang" \
+      $margs --out-dir "$d"
+  for m in $methods; do
+    compute-wer --out-dir "$d/$m/scoring" "$data/synth/test/text" "$d/$m/hyp.txt" > "$d/$m/wer.txt" \
+      2> "$d/$m/score.log" || die "compute-wer failed: see $d/$m/score.log"
+  done
+  mark_done "$d"
+}
+aggregate() {  # aggregate MECHANISM EPS: pate-aggregate of the teachers -> $data/pate/<mech>_eps<e>
+  local mech=$1 e=$2 d=$data/pate/$1_eps$2 plan q opts k nq
+  stage_done "$d" && return 0
+  rm -f "$exp/.results.done"
+  mkdir -p "$d"
+  nq=$num_queries
+  [ "$nq" -gt 0 ] || nq=$(wc -l < "$split/public_queries/ref_text")
+  plan=$(python3 local/pate_plan.py sigma --mechanism "$mech" --teachers "$num_teachers" --queries "$nq" --eps "$e" \
+    --delta "$delta" --max-sigma-frac "$max_sigma_frac" --sigma1-ratio "$sigma1_ratio" \
+    --threshold-frac "$threshold_frac") || die "pate_plan.py failed for $mech at eps $e"
+  q=${plan%% *} opts=${plan#* }
+  log "Stage 4: $mech at eps $e (delta $delta): $q queries, $opts"
+  if [ "$q" -lt "$(wc -l < "$split/public_queries/ref_text")" ]; then   # the first q: a random subset (stage 1)
+    lhotse subset --first "$q" "$split/public_queries/cuts.jsonl.gz" "$d/queries.jsonl.gz"
+  else
+    cp "$split/public_queries/cuts.jsonl.gz" "$d/queries.jsonl.gz"
+  fi
+  $decode_cmd "$d/log/aggregate.log" \
+    pate-aggregate $(for k in $(seq 1 "$num_teachers"); do echo "$exp/teacher$k/final.pt"; done) \
+      --cuts "$d/queries.jsonl.gz" --lang-dir "$lang" --mechanism "$mech" $opts --delta "$delta" \
+      --seed "$seed" --decode-method "$m0" --out-dir "$d"
+  if [ -s "$d/text" ]; then
+    validate-data-dir "$d" > "$d/log/validate.log" 2>&1 || die "$d does not validate: see $d/log/validate.log"
+    # the labels against the transcripts held back from the public queries
+    compute-wer --mode present --out-dir "$d/label_scoring" "$split/public_queries/ref_text" "$d/text" \
+      > "$d/label_wer.txt" 2> "$d/log/label_score.log" || die "compute-wer failed: see $d/log/label_score.log"
+  else
+    log "warning: $mech at eps $e answered no query: its student trains on the public seed alone"
+  fi
+  mark_done "$d"
+}
+
+# ---------------------------------------------------------------- 0: asr1's data
+if stage_in 0; then
+  link_from "$(cd "$asr_dir" && pwd)/data/$size" "$data" fbank synth "lang_bpe_$vocab"
+fi
+for f in "$lang/bpe.model" "$data/fbank/train/cuts.jsonl.gz" "$data/fbank/test/cuts.jsonl.gz" \
+         "$data/synth/train/utt2spk" "$data/synth/test/text" "$model_conf"; do
+  [ -e "$f" ] || die "missing $f: run $asr_dir/run.sh --size $size (and stage 0 here)"
+done
+
+# ---------------------------------------------------------------- 1: split by speaker
+if stage_in 1 && ! stage_done "$split"; then
+  log "Stage 1: $num_teachers private shards, $num_public_spk public speakers (privacy unit: the speaker) -> $split"
+  python3 local/split_private_public.py --data-dir "$data/synth/train" --cuts "$data/fbank/train/cuts.jsonl.gz" \
+    --num-shards "$num_teachers" --num-public-spk "$num_public_spk" --seed-utts "$seed_utts" \
+    --num-queries "$num_queries" --seed "$seed" "$split"
+  for p in private public_seed public_queries $(for k in $(seq 1 "$num_teachers"); do echo "shard$k"; done); do
+    validate-data-dir "$split/$p" > /dev/null || die "$split/$p does not validate"
+  done
+  mark_done "$split"
+fi
+stage_done "$split" || die "no $split: run stage 1"
+public=$exp/public/final.pt
+
+# ---------------------------------------------------------------- 2: public-only model
+if stage_in 2 && [ ! -f "$public" ]; then
+  log "Stage 2: the public-only model on $seed_utts labelled public utterances, $public_steps steps"
+  train_model "$exp/public" "$public_steps" "$split/public_seed/cuts.jsonl.gz"
+fi
+
+# ---------------------------------------------------------------- 3: teachers and the non-private model
+if stage_in 3; then
+  [ -f "$public" ] || die "no $public: run stage 2"
+  todo=""
+  for k in $(seq 1 "$num_teachers"); do [ -f "$exp/teacher$k/final.pt" ] || todo="$todo $k"; done
+  [ -f "$exp/nonprivate/final.pt" ] || todo="$todo nonprivate"
+  [ -n "$todo" ] && log "Stage 3: teachers$todo ($teacher_steps steps; logs: $exp/teacher<k>/log/train.log)"
+  for k in $todo; do
+    if [ "$k" = nonprivate ]; then
+      spawn train_model "$exp/nonprivate" "$nonprivate_steps" "$split/private/cuts.jsonl.gz" --init-checkpoint "$public"
+    else
+      spawn train_model "$exp/teacher$k" "$teacher_steps" "$split/shard$k/cuts.jsonl.gz" --init-checkpoint "$public"
+    fi
+  done
+  wait_all
+fi
+
+# ---------------------------------------------------------------- 4: noisy aggregation
+if stage_in 4; then
+  for k in $(seq 1 "$num_teachers"); do [ -f "$exp/teacher$k/final.pt" ] || die "no teacher $k: run stage 3"; done
+  for mech in $mechanisms; do
+    for e in $eps_list; do spawn aggregate "$mech" "$e"; done
+  done
+  wait_all
+fi
+
+# ---------------------------------------------------------------- 5: students
+if stage_in 5; then
+  for mech in $mechanisms; do
+    for e in $eps_list; do
+      d=$data/pate/${mech}_eps$e
+      [ -f "$exp/student_${mech}_eps$e/final.pt" ] && continue
+      stage_done "$d" || die "no $d: run stage 4"
+      [ -f "$d/train.jsonl.gz" ] || lhotse combine "$split/public_seed/cuts.jsonl.gz" "$d/cuts.jsonl.gz" \
+        "$d/train.jsonl.gz"
+      log "Stage 5: student of $mech at eps $e: seed + $(wc -l < "$d/text") labelled queries, $student_steps steps"
+      spawn train_model "$exp/student_${mech}_eps$e" "$student_steps" "$d/train.jsonl.gz" --init-checkpoint "$public"
+    done
+  done
+  wait_all
+fi
+
+# ---------------------------------------------------------------- 6: DP-SGD
+if stage_in 6; then
+  for e in $eps_list; do
+    [ -f "$exp/dpsgd_eps$e/final.pt" ] && continue
+    log "Stage 6: DP-SGD at eps $e (delta $delta, unit $dp_unit), $dp_steps steps"
+    spawn train_model "$exp/dpsgd_eps$e" "$dp_steps" "$split/private/cuts.jsonl.gz" --init-checkpoint "$public" \
+      --dp-target-eps "$e" --dp-delta "$delta" --dp-unit "$dp_unit" --dp-max-grad-norm "$dp_max_grad_norm" \
+      --dp-max-utts "$dp_max_utts" --max-duration "$dp_max_duration"
+  done
+  wait_all
+fi
+
+# ---------------------------------------------------------------- 7: decode and score
+if stage_in 7; then
+  models="public nonprivate $(for k in $(seq 1 "$num_teachers"); do echo "teacher$k"; done)"
+  for e in $eps_list; do
+    for mech in $mechanisms; do models="$models student_${mech}_eps$e"; done
+    models="$models dpsgd_eps$e"
+  done
+  todo=""
+  for nm in $models; do stage_done "$exp/decode/$nm" || todo="$todo $nm"; done
+  if [ -n "$todo" ]; then
+    log "Stage 7: decode $(echo $todo | wc -w) models on asr1's test set ($methods)"
+    for nm in $todo; do
+      [ -f "$exp/$nm/final.pt" ] || die "no $exp/$nm/final.pt: run stages 2-6"
+      spawn decode_model "$nm" "$exp/$nm/final.pt"
+    done
+    wait_all
+  fi
+fi
+
+# ---------------------------------------------------------------- 8: tables
+if stage_in 8 && ! stage_done "$exp/results"; then
+  log "Stage 8: $exp/results.md"
+  python3 local/results_table.py --exp "$exp" --data "$data" --num-teachers "$num_teachers" --eps-list "$eps_list" \
+    --mechanisms "$mechanisms" --method "$m0" --delta "$delta" --json "$exp/results.json" --out "$exp/results.md"
+  mark_done "$exp/results"
+  cat "$exp/results.md"
+fi
+log "Done: stages $stage..$stop_stage of $0 ($size)"
