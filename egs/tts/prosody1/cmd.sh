@@ -1,0 +1,1 @@
+../../assistant/asr1/cmd.sh

@@ -1,0 +1,72 @@
+"""DTW, MCD and F0 comparison, and the gap-closed arithmetic of the RESULTS table."""
+
+import math
+
+import numpy as np
+
+from sltk.tts.evaluate import compare, dtw_path, gap_closed, results_table
+
+
+def test_dtw_path_of_a_stretched_sequence():
+    a = np.array([[0.0], [1.0], [2.0]])
+    b = np.array([[0.0], [0.0], [1.0], [2.0], [2.0]])
+    assert dtw_path(a, b).tolist() == [[0, 0], [0, 1], [1, 2], [2, 3], [2, 4]]
+
+
+def test_compare_identical_and_shifted():
+    rng = np.random.default_rng(0)
+    mel = rng.normal(0, 1, (40, 80))
+    f0 = np.where(np.arange(40) % 10 < 7, 120.0, 0.0)
+    r = compare(mel, mel, f0, f0)
+    assert r["mcd_db"] == 0.0 and r["f0_gross_pct"] == 0.0
+    assert r["f0_rmse_cents"] == 0.0
+    # a synthesis a semitone higher everywhere: 100 cents RMSE
+    r = compare(mel, mel, f0, f0 * 2 ** (1 / 12))
+    assert math.isclose(r["f0_rmse_cents"], 100.0, rel_tol=1e-6)
+    # an octave error is a gross error, not part of the RMSE
+    f2 = f0.copy()
+    f2[0] = 240.0
+    r = compare(mel, mel, f0, f2)
+    assert r["f0_rmse_cents"] == 0.0 and r["f0_gross_pct"] > 0
+
+
+def test_gap_closed():
+    assert gap_closed(10.0, 6.0, 7.0) == 75.0       # lower is better: 3 of the 4 recovered
+    assert gap_closed(0.2, 0.6, 0.5) == 75.0        # higher is better (correlation): same formula
+    assert gap_closed(1.0, 1.0, 0.5) is None
+
+
+def test_results_table():
+    row = {"mcd_db": 5.0, "f0_rmse_cents": 100.0, "f0_corr": 0.5, "f0_gross_pct": 1.0, "dur_mae_ms": 20.0,
+           "len_err_pct": 5.0}
+    better = {k: v / 2 for k, v in row.items()}
+    mid = {k: 0.75 * v for k, v in row.items()}
+    lines = results_table({"none": {"none": row, "copy": row}, "word": {"oracle": better, "predicted": mid}})
+    text = "\n".join(lines)
+    assert "| word | oracle |" in text and "| word | predicted |" in text
+    assert lines[-1].startswith("| word | 50.0 |")
+
+
+def test_transcript_and_character_errors():
+    from sltk.tts.evaluate import _mean, char_errors, transcript
+
+    assert transcript("is the *red* lamp on?") == "IS THE RED LAMP ON"
+    # "RED LAMP" vs "RED LAMB": one substitution in 8 characters (the space counts)
+    assert char_errors("RED LAMP", "RED LAMB") == (1, 8)
+    assert char_errors("AB", "") == (2, 2)
+    # CER pools errors over utterances (not a mean of per-utterance rates)
+    rows = [{"char_errors": 1, "ref_chars": 8}, {"char_errors": 2, "ref_chars": 2}]
+    assert _mean(rows)["cer_pct"] == 30.0
+    assert _mean([{"mcd_db": 1.0}])["cer_pct"] != _mean([{"mcd_db": 1.0}])["cer_pct"]  # NaN without a judge
+
+
+def test_phoneme_pitch_pooling_and_errors():
+    from sltk.tts.dataset import phone_log_f0
+    from sltk.tts.evaluate import phone_pitch_errors
+
+    # phoneme 0: frames 100, 0 (voiced mean log2 100); phoneme 1: unvoiced; phoneme 2: 200, 200
+    p, v = phone_log_f0(np.array([100.0, 0.0, 0.0, 200.0, 200.0]), np.array([2, 1, 2]))
+    assert v.tolist() == [1.0, 0.0, 1.0] and np.allclose(p, [np.log2(100), 0.0, np.log2(200)])
+    # predicted a semitone high on both voiced phonemes, and voices the unvoiced one
+    r = phone_pitch_errors(p, v, p + 1 / 12, np.array([1.0, 1.0, 1.0]))
+    assert math.isclose(r["f0_rmse_cents"], 100.0) and math.isclose(r["vuv_err_pct"], 100 / 3)
