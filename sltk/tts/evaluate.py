@@ -39,7 +39,7 @@ import logging
 import math
 import re
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import soundfile as sf
@@ -98,12 +98,18 @@ def mel_cepstra(mel: np.ndarray, num: int = 13) -> np.ndarray:
     return m @ dct_matrix(num, m.shape[1]).numpy().astype(np.float64) / math.sqrt(2.0 * m.shape[1])
 
 
-def compare(rec_mel: np.ndarray, syn_mel: np.ndarray, rec_f0: np.ndarray, syn_f0: np.ndarray) -> Dict[str, float]:
-    """MCD, log-F0 RMSE and correlation of one synthesis against its recording."""
-    ca, cb = mel_cepstra(rec_mel), mel_cepstra(syn_mel)
+def mcd_path(ref_mel: np.ndarray, hyp_mel: np.ndarray) -> Tuple[float, np.ndarray]:
+    """Mel-cepstral distortion (dB, c0 excluded) of ``hyp_mel`` against ``ref_mel`` along
+    their DTW path over the cepstra, and that path (pairs of frame indices)."""
+    ca, cb = mel_cepstra(ref_mel), mel_cepstra(hyp_mel)
     path = dtw_path(ca[:, 1:], cb[:, 1:])
     d = ca[path[:, 0], 1:] - cb[path[:, 1], 1:]
-    mcd = float(np.mean(10.0 / math.log(10.0) * np.sqrt(2.0 * (d * d).sum(1))))
+    return float(np.mean(10.0 / math.log(10.0) * np.sqrt(2.0 * (d * d).sum(1)))), path
+
+
+def compare(rec_mel: np.ndarray, syn_mel: np.ndarray, rec_f0: np.ndarray, syn_f0: np.ndarray) -> Dict[str, float]:
+    """MCD, log-F0 RMSE and correlation of one synthesis against its recording."""
+    mcd, path = mcd_path(rec_mel, syn_mel)
     fa = rec_f0[np.clip(path[:, 0], 0, len(rec_f0) - 1)]
     fb = syn_f0[np.clip(path[:, 1], 0, len(syn_f0) - 1)]
     both = (fa > 0) & (fb > 0)

@@ -12,7 +12,7 @@ next accent in a rotation by sentence, ``"all"``: every other accent) with each 
   share classified as the target accent);
 - ``spk_cos``: cosine of the speaker-ID embedding to the source speaker's centroid;
 - ``mcd_db``: mel-cepstral distance to the parallel rendering of the same sentence by the
-  same voice in the target accent, along a DTW path (:func:`sltk.tts.evaluate.dtw_path`);
+  same voice in the target accent, along a DTW path (:func:`sltk.tts.evaluate.mcd_path`);
 - ``dur_ratio``: output frames / reference frames, and ``dur_err_pct``: mean |log ratio|
   as a percentage;
 - ``cer_pct`` (with an ASR model): CER of sltk's ASR (:class:`sltk.tts.evaluate.AsrJudge`)
@@ -39,7 +39,7 @@ import torch
 import torch.nn.functional as F
 
 from sltk.audio.io import read_audio
-from sltk.tts.evaluate import char_errors, dtw_path, mel_cepstra, transcript
+from sltk.tts.evaluate import char_errors, mcd_path, transcript
 from sltk.tts.features import MelConfig, log_mel
 from sltk.tts.vocoder import get_vocoder
 from sltk.utils.errors import UserError
@@ -132,10 +132,7 @@ class Judges:
 
 
 def mcd(ref: torch.Tensor, hyp: torch.Tensor) -> float:
-    ca, cb = mel_cepstra(ref.numpy()), mel_cepstra(hyp.numpy())
-    path = dtw_path(ca[:, 1:], cb[:, 1:])
-    d = ca[path[:, 0], 1:] - cb[path[:, 1], 1:]
-    return float(np.mean(10.0 / math.log(10.0) * np.sqrt(2.0 * (d * d).sum(1))))
+    return mcd_path(ref.numpy(), hyp.numpy())[0]
 
 
 def evaluate(model_path, judges_path, eval_dir, out_dir, targets: str = "one", max_utts: int = 0,

@@ -4,7 +4,7 @@ import math
 
 import numpy as np
 
-from sltk.tts.evaluate import compare, dtw_path, gap_closed, results_table
+from sltk.tts.evaluate import compare, dtw_path, gap_closed, mcd_path, mel_cepstra, results_table
 
 
 def test_dtw_path_of_a_stretched_sequence():
@@ -70,3 +70,20 @@ def test_phoneme_pitch_pooling_and_errors():
     # predicted a semitone high on both voiced phonemes, and voices the unvoiced one
     r = phone_pitch_errors(p, v, p + 1 / 12, np.array([1.0, 1.0, 1.0]))
     assert math.isclose(r["f0_rmse_cents"], 100.0) and math.isclose(r["vuv_err_pct"], 100 / 3)
+
+
+def test_mcd_of_a_known_cepstral_difference():
+    # Adding the same constant to every log-mel bin changes c0 only, which MCD leaves out;
+    # moving one cepstral coefficient by d in every frame gives 10/ln(10) * sqrt(2) * |d| dB.
+    rng = np.random.default_rng(1)
+    ref = rng.normal(0, 1, (30, 80))
+    assert mcd_path(ref, ref + 3.0)[0] < 1e-4  # the DCT matrix is float32
+    c = mel_cepstra(ref)
+    basis = mel_cepstra(np.eye(80))           # row j: the cepstra of a unit bump in mel bin j
+    direction = np.linalg.pinv(basis)[3]      # a log-mel change that moves c3 by 1 (and no other c_k)
+    assert np.allclose(mel_cepstra(direction[None])[0], np.eye(basis.shape[1])[3], atol=1e-6)
+    hyp = ref + 0.5 * direction
+    value, path = mcd_path(ref, hyp)
+    assert path.tolist() == [[i, i] for i in range(30)]
+    assert math.isclose(value, 10 / math.log(10) * math.sqrt(2) * 0.5, rel_tol=1e-5)
+    assert np.allclose(mel_cepstra(hyp) - c, 0.5 * np.eye(basis.shape[1])[3][None], atol=1e-6)
