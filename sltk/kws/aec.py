@@ -47,7 +47,8 @@ class PBFDAF:
         self.W = np.zeros((partitions, nb), dtype=np.complex128)   # filter partitions
         self.X = np.zeros((partitions, nb), dtype=np.complex128)   # spectra of past ref blocks
         self.prev_ref = np.zeros(block)
-        self.power = np.zeros(nb)
+        self.power = None  # smoothed per-bin power of the reference (set by the first block)
+        self.resets = 0    # times the divergence guard cleared the filter
 
     def process(self, mic_block: np.ndarray, ref_block: np.ndarray) -> np.ndarray:
         B = self.B
@@ -55,12 +56,22 @@ class PBFDAF:
         self.prev_ref = x2[B:].copy()
         self.X = np.roll(self.X, 1, axis=0)
         self.X[0] = np.fft.rfft(x2)
+        mic = np.asarray(mic_block, dtype=np.float64)
         y = np.fft.irfft((self.W * self.X).sum(0), 2 * B)[B:]
-        e = np.asarray(mic_block, dtype=np.float64) - y
-        self.power = self.beta * self.power + (1 - self.beta) * np.abs(self.X[0]) ** 2
+        # Divergence guard: an echo estimate far louder than the microphone (which holds the
+        # echo) means the filter has diverged; clear it and pass the microphone through.
+        if float(y @ y) > 4.0 * float(mic @ mic) + 1e-6 * B:
+            self.W[:] = 0.0
+            self.resets += 1
+            y = np.zeros(B)
+        e = mic - y
+        p0 = np.abs(self.X[0]) ** 2
+        self.power = p0 if self.power is None else self.beta * self.power + (1 - self.beta) * p0
         E = np.fft.rfft(np.concatenate([np.zeros(B), e]))
-        # a floor relative to the mean power keeps silent bins from blowing up the step
-        norm = self.power + self.eps * (np.mean(self.power) + 1e-10)
+        # The update of all P partitions together is normalised by P times the per-bin power
+        # (the step of a block NLMS over the whole filter: stable for mu < 2); a floor
+        # relative to the mean power keeps silent bins from blowing up the step.
+        norm = self.P * (self.power + self.eps * np.mean(self.power)) + 1e-10
         G = np.conj(self.X) * (E / norm)[None, :]
         g = np.fft.irfft(G, 2 * B, axis=1)
         g[:, B:] = 0.0  # gradient constraint: a linear (not circular) convolution

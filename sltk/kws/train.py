@@ -163,6 +163,10 @@ def train(data_dir, out_dir, variant: str = "mic", epochs: int = 10, batch_size:
         return out / "final.pt"
     xs = load_inputs(utts, variant, feats)
     xs_ok = [(x, u) for x, u in zip(xs, utts) if x.shape[1] > 0]
+    bad = [u.utt for x, u in xs_ok if not bool(torch.isfinite(x).all())]
+    if bad:
+        raise UserError(f"non-finite input features in {len(bad)} utterance(s) of {data_dir} "
+                        f"(variant {variant}), e.g. {', '.join(bad[:3])}")
     if not xs_ok:
         raise UserError(f"no utterance of {data_dir} is long enough for one frame")
     if start == 0:
@@ -179,6 +183,9 @@ def train(data_dir, out_dir, variant: str = "mic", epochs: int = 10, batch_size:
             xb, lens = _batch([xs_ok[j][0] for j in idx])
             logits = utterance_logits(model(xb), lens)
             loss = F.binary_cross_entropy_with_logits(logits, y[idx])
+            if not torch.isfinite(loss):
+                raise UserError(f"epoch {epoch + 1}: non-finite loss on utterances "
+                                f"{', '.join(xs_ok[j][1].utt for j in idx[:3])}, ...; nothing saved for this epoch")
             opt.zero_grad()
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)

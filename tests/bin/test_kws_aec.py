@@ -85,3 +85,18 @@ def test_ref_scp_missing_an_utterance_is_exit_2(tmp_path, run_env):
     err = [l for l in r.stderr.splitlines() if "error" in l]
     assert err == [f"kws-aec: error: {data / 'ref.scp'} lacks 1 of the 3 utterances of wav.scp (first: spk0-002)"]
     assert "Traceback" not in r.stderr
+
+
+def test_non_finite_audio_is_a_clear_error_before_training(tmp_path, run_env):
+    data = make_dir(tmp_path / "data", n=4)
+    bad = data / "wav" / "spk1-001.wav"
+    x, _ = sf.read(bad, dtype="float32")
+    x[100:200] = np.nan
+    sf.write(bad, x, SR, subtype="FLOAT")
+    exp = tmp_path / "exp"
+    r = subprocess.run(["kws-aec", "train", "--variant", "mic", "--epochs", "1", "--channels", "8", str(data), str(exp)],
+                       capture_output=True, text=True, env=run_env, timeout=120)
+    assert r.returncode == 2, r.stderr
+    err = [l for l in r.stderr.splitlines() if "error" in l]
+    assert err == [f"kws-aec: error: non-finite input features in 1 utterance(s) of {data} (variant mic), e.g. spk1-001"]
+    assert not list(exp.glob("epoch-*.pt"))
