@@ -67,72 +67,64 @@ def pad(xs: Sequence[torch.Tensor]) -> Tuple[torch.Tensor, torch.Tensor]:
     return out, lens
 
 
-def train_classifier(model: MelClassifier, xs: List[torch.Tensor], ys: List[int], epochs: int, lr: float = 2e-3,
-                     batch_size: int = 16, seed: int = 0, crop: int = 0, desc: str = "judge") -> List[float]:
-    """Cross-entropy training on whole utterances (or random ``crop``-frame pieces)."""
+def _fit(model: nn.Module, n_items: int, batch_loss, epochs: int, lr: float, batch_size: int, seed: int,
+         what: str, metric: str) -> List[float]:
+    """Adam over shuffled minibatches of item indices; ``batch_loss(idx, rng)`` gives the
+    batch's mean loss, the number of targets it averages and how many it got right. Returns
+    the loss per target of each epoch."""
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     rng = random.Random(seed)
     history = []
     for ep in range(epochs):
         model.train()
-        order = list(range(len(xs)))
+        order = list(range(n_items))
         rng.shuffle(order)
         tot, n, correct = 0.0, 0, 0
         for i in range(0, len(order), batch_size):
-            idx = order[i:i + batch_size]
-            batch = []
-            for j in idx:
-                x = xs[j]
-                if crop and x.shape[0] > crop:
-                    s = rng.randrange(x.shape[0] - crop + 1)
-                    x = x[s:s + crop]
-                batch.append(x)
-            xb, lens = pad(batch)
-            y = torch.tensor([ys[j] for j in idx])
-            logits = model(xb, lens)
-            loss = F.cross_entropy(logits, y)
+            loss, count, right = batch_loss(order[i:i + batch_size], rng)
             opt.zero_grad()
             loss.backward()
             opt.step()
-            tot += float(loss) * len(idx)
-            n += len(idx)
-            correct += int((logits.argmax(1) == y).sum())
+            tot += float(loss) * count
+            n += count
+            correct += right
         history.append(tot / max(n, 1))
-        log.info("%s epoch %d/%d: loss %.4f, train accuracy %.1f%%", desc, ep + 1, epochs, history[-1],
+        log.info("%s epoch %d/%d: loss %.4f, %s %.1f%%", what, ep + 1, epochs, history[-1], metric,
                  100.0 * correct / max(n, 1))
     model.eval()
     return history
+
+
+def train_classifier(model: MelClassifier, xs: List[torch.Tensor], ys: List[int], epochs: int, lr: float = 2e-3,
+                     batch_size: int = 16, seed: int = 0, crop: int = 0, desc: str = "judge") -> List[float]:
+    """Cross-entropy training on whole utterances (or random ``crop``-frame pieces)."""
+    def batch_loss(idx, rng):
+        batch = []
+        for j in idx:
+            x = xs[j]
+            if crop and x.shape[0] > crop:
+                s = rng.randrange(x.shape[0] - crop + 1)
+                x = x[s:s + crop]
+            batch.append(x)
+        xb, lens = pad(batch)
+        y = torch.tensor([ys[j] for j in idx])
+        logits = model(xb, lens)
+        return F.cross_entropy(logits, y), len(idx), int((logits.argmax(1) == y).sum())
+
+    return _fit(model, len(xs), batch_loss, epochs, lr, batch_size, seed, desc, "train accuracy")
 
 
 def train_recognizer(model: PhoneRecognizer, xs: List[torch.Tensor], ys: List[torch.Tensor], epochs: int,
                      lr: float = 2e-3, batch_size: int = 16, seed: int = 0) -> List[float]:
     """Frame-level cross-entropy against the aligned phone of every frame."""
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
-    rng = random.Random(seed)
-    history = []
-    for ep in range(epochs):
-        model.train()
-        order = list(range(len(xs)))
-        rng.shuffle(order)
-        tot, n, correct = 0.0, 0, 0
-        for i in range(0, len(order), batch_size):
-            idx = order[i:i + batch_size]
-            xb, lens = pad([xs[j] for j in idx])
-            yb, _ = pad([ys[j] for j in idx])
-            mask = torch.arange(xb.shape[1])[None, :] < lens[:, None]
-            logits = model(xb)
-            loss = F.cross_entropy(logits[mask], yb[mask])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            tot += float(loss) * int(mask.sum())
-            n += int(mask.sum())
-            correct += int((logits[mask].argmax(1) == yb[mask]).sum())
-        history.append(tot / max(n, 1))
-        log.info("phone recognizer epoch %d/%d: loss %.4f, frame accuracy %.1f%%", ep + 1, epochs, history[-1],
-                 100.0 * correct / max(n, 1))
-    model.eval()
-    return history
+    def batch_loss(idx, rng):
+        xb, lens = pad([xs[j] for j in idx])
+        yb, _ = pad([ys[j] for j in idx])
+        mask = torch.arange(xb.shape[1])[None, :] < lens[:, None]
+        logits = model(xb)[mask]
+        return F.cross_entropy(logits, yb[mask]), int(mask.sum()), int((logits.argmax(1) == yb[mask]).sum())
+
+    return _fit(model, len(xs), batch_loss, epochs, lr, batch_size, seed, "phone recognizer", "frame accuracy")
 
 
 @torch.no_grad()
