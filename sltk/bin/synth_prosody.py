@@ -236,12 +236,16 @@ def eval_(model, align_dir, out_dir, max_utts, num_plots, num_wavs, gl_iters, as
     summary(len(utts), len(utts), extra=f"metrics in {Path(out_dir) / 'metrics.json'}")
 
 
-@main.command(examples=["synth-prosody report exp/tiny exp/tiny/results.md"])
+@main.command(examples=["synth-prosody report exp/tiny exp/tiny/results.md",
+                         "synth-prosody report --utt2prosody exp/tiny/align_test/utt2prosody exp/tiny out.md"])
 @click.argument("exp_dir")
 @click.argument("output")
-def report(exp_dir, output):
+@click.option("--utt2prosody", default=None,
+              help="The test set's utt2prosody (make-data): adds the table per subset (focus word marked in "
+                   "the text, not marked, no focus word) from each eval's per_utt.jsonl.")
+def report(exp_dir, output, utt2prosody):
     """The RESULTS table of EXP_DIR/<granularity>/eval/metrics.json, with the gap closed per metric."""
-    from sltk.tts.evaluate import results_table
+    from sltk.tts.evaluate import PROSODY_SUBSETS, results_table, subset_metrics
 
     metrics = {}
     for g in GRANS:
@@ -254,6 +258,30 @@ def report(exp_dir, output):
     if not metrics:
         raise UserError(f"no {exp_dir}/<granularity>/eval/metrics.json found (run synth-prosody eval)")
     lines = results_table(metrics)
+    if utt2prosody:
+        if not Path(utt2prosody).is_file():
+            raise UserError(f"--utt2prosody {utt2prosody} does not exist")
+        prosody = {}
+        for utt, js in read_table(utt2prosody):
+            try:
+                prosody[utt] = json.loads(js)
+            except ValueError:
+                raise UserError(f"{utt2prosody}: utterance {utt}: not a JSON object: {js[:60]}") from None
+        per_utt = {}
+        for g in metrics:
+            p = Path(exp_dir) / g / "eval" / "per_utt.jsonl"
+            if not p.is_file():
+                raise UserError(f"{p} does not exist (rerun synth-prosody eval for {g})")
+            per_utt[g] = [json.loads(line) for line in p.read_text().splitlines() if line.strip()]
+            unknown = {r["utt"] for r in per_utt[g]} - set(prosody)
+            if unknown:
+                raise UserError(f"{p}: {len(unknown)} utterances not in {utt2prosody} "
+                                f"(e.g. {sorted(unknown)[0]}): another test set?")
+        for name, keep in PROSODY_SUBSETS:
+            sub = {g: subset_metrics(rows, lambda u: keep(prosody[u])) for g, rows in per_utt.items()}
+            n = max((r.get("utterances", 0) for m in sub.values() for r in m.values()), default=0)
+            lines += ["", f"### Subset: {name} ({n} utterances)", ""]
+            lines += results_table(sub) if n else ["(no utterances)"]
     with atomic_open(output, "w") as f:
         f.write("\n".join(lines) + "\n")
     click.echo("\n".join(lines))

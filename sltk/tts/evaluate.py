@@ -287,6 +287,23 @@ def evaluate(model: TTSModel, ck: dict, utts: Sequence[AlignedUtt], vocoder: Voc
     return res
 
 
+def subset_metrics(per_utt: Sequence[Dict], keep: Callable[[str], bool]) -> Dict[str, Dict[str, float]]:
+    """The per-source means of :func:`evaluate` (as in metrics.json) over the rows of its
+    ``per_utt.jsonl`` whose utterance satisfies ``keep``."""
+    rows: Dict[str, List[Dict]] = {}
+    for r in per_utt:
+        if keep(r["utt"]):
+            rows.setdefault(r["source"], []).append(r)
+    return {s: _mean(v) for s, v in rows.items()}
+
+
+PROSODY_SUBSETS = (
+    ("focus word marked in the text", lambda p: p.get("focus", -1) >= 0 and bool(p.get("marked"))),
+    ("focus word not marked in the text", lambda p: p.get("focus", -1) >= 0 and not p.get("marked")),
+    ("no focus word", lambda p: p.get("focus", -1) < 0),
+)
+
+
 def gap_closed(none: float, oracle: float, predicted: float) -> Optional[float]:
     """Share (%) of the none-to-oracle difference that ``predicted`` recovers:
     100 * (none - predicted) / (none - oracle); None when the gap is (about) zero."""

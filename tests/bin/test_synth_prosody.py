@@ -12,6 +12,7 @@ import pytest
 import soundfile as sf
 
 from sltk.bin.synth_prosody import main
+from sltk.tts.evaluate import PROSODY_SUBSETS
 
 pytestmark = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng is not installed")
 BIN = Path(__file__).resolve().parents[2] / "bin" / "synth-prosody"
@@ -100,6 +101,19 @@ def test_train_resume_synth_eval_report(trained, tmp_path):
     assert len(list(ev.glob("contours_*.png"))) == 1 and len(list((ev / "wav").glob("*.wav"))) == 6
     assert run(["report", str(root / "exp"), str(tmp_path / "results.md")]) in (0, None)
     assert "| word | oracle |" in (tmp_path / "results.md").read_text()
+    # the same table per prosody subset; the two utterances evaluated fall into the subsets they belong to
+    prosody = {u: json.loads(js) for u, js in (l.split(" ", 1) for l in
+                                                (root / "ali" / "utt2prosody").read_text().splitlines())}
+    assert run(["report", "--utt2prosody", str(root / "ali" / "utt2prosody"), str(root / "exp"),
+                str(tmp_path / "by.md")]) in (0, None)
+    by = (tmp_path / "by.md").read_text()
+    evaluated = [json.loads(l)["utt"] for l in (ev / "per_utt.jsonl").read_text().splitlines()][::3]
+    assert len(evaluated) == 2
+    counts = [sum(1 for u in evaluated if keep(prosody[u])) for _, keep in PROSODY_SUBSETS]
+    for (name, _), n in zip(PROSODY_SUBSETS, counts):
+        assert f"### Subset: {name} ({n} utterances)" in by
+    assert by.count("| word | oracle |") == 1 + sum(1 for n in counts if n)
+    assert run(["report", "--utt2prosody", str(tmp_path / "missing"), str(root / "exp"), str(tmp_path / "x.md")]) == 2
 
 
 def test_bad_input(trained, tmp_path, capsys):

@@ -4,7 +4,8 @@ import math
 
 import numpy as np
 
-from sltk.tts.evaluate import compare, dtw_path, gap_closed, mcd_path, mel_cepstra, results_table
+from sltk.tts.evaluate import (PROSODY_SUBSETS, compare, dtw_path, gap_closed, mcd_path, mel_cepstra, results_table,
+                               subset_metrics)
 
 
 def test_dtw_path_of_a_stretched_sequence():
@@ -34,6 +35,24 @@ def test_gap_closed():
     assert gap_closed(10.0, 6.0, 7.0) == 75.0       # lower is better: 3 of the 4 recovered
     assert gap_closed(0.2, 0.6, 0.5) == 75.0        # higher is better (correlation): same formula
     assert gap_closed(1.0, 1.0, 0.5) is None
+
+
+def test_subset_metrics_and_prosody_subsets():
+    rows = [{"utt": "a", "source": "oracle", "mcd_db": 1.0, "char_errors": 1, "ref_chars": 10},
+            {"utt": "b", "source": "oracle", "mcd_db": 3.0, "char_errors": 3, "ref_chars": 10},
+            {"utt": "c", "source": "oracle", "mcd_db": 8.0, "char_errors": 0, "ref_chars": 20},
+            {"utt": "a", "source": "predicted", "mcd_db": 2.0},
+            {"utt": "c", "source": "predicted", "mcd_db": float("nan")}]
+    m = subset_metrics(rows, lambda u: u in ("a", "b"))
+    assert m["oracle"]["mcd_db"] == 2.0 and m["oracle"]["utterances"] == 2
+    assert m["oracle"]["cer_pct"] == 20.0           # 4 errors in 20 characters, pooled
+    assert m["predicted"]["mcd_db"] == 2.0 and m["predicted"]["utterances"] == 1
+    assert subset_metrics(rows, lambda u: u == "c")["predicted"]["utterances"] == 1
+    assert math.isnan(subset_metrics(rows, lambda u: u == "c")["predicted"]["mcd_db"])
+    kinds = {"marked": {"focus": 2, "marked": True}, "unmarked": {"focus": 0, "marked": False},
+             "none": {"focus": -1, "marked": False}}
+    for (name, keep), want in zip(PROSODY_SUBSETS, ("marked", "unmarked", "none")):
+        assert [k for k, p in kinds.items() if keep(p)] == [want], name
 
 
 def test_results_table():

@@ -105,7 +105,7 @@ fi
 
 if stage_in 4 && ! stage_done "$exp/results"; then
   log "Stage 4: $exp/results.md and samples in $exp/samples"
-  synth-prosody report "$exp" "$exp/results.md" > "$exp/log/report.log" 2>&1 ||
+  synth-prosody report --utt2prosody "$exp/align_test/utt2prosody" "$exp" "$exp/results.md" > "$exp/log/report.log" 2>&1 ||
     die "synth-prosody report failed: see $exp/log/report.log"
   mkdir -p "$exp/samples"
   first=$(head -n 1 "$exp/align_test/text" | cut -d' ' -f1)
