@@ -89,12 +89,16 @@ def align(data_dir, out_dir, aligner, iterations, voice):
 @click.option("--z-dim", type=click.IntRange(min=1), default=8, help="Prosody embedding size.")
 @click.option("--seed", type=int, default=0, help="Random seed.")
 @click.option("--max-utts", type=click.IntRange(min=0), default=0, help="Use only the first N utterances (0: all).")
-def train(align_dir, exp_dir, granularity, epochs, batch_size, lr, kl_weight, dim, z_dim, seed, max_utts):
+@click.option("--predictor-epochs", type=click.IntRange(min=0), default=0,
+              help="After training: refit the text-side predictor alone, the autoencoder frozen, for N epochs "
+                   "(10% of the utterances held out; the best epoch kept). 0: only the joint training.")
+def train(align_dir, exp_dir, granularity, epochs, batch_size, lr, kl_weight, dim, z_dim, seed, max_utts,
+          predictor_epochs):
     """Train the acoustic model on ALIGN_DIR; checkpoints in EXP_DIR (resumes from the last epoch)."""
     from sltk.tts.train import TrainConfig, train as run
 
     cfg = TrainConfig(granularity=granularity, epochs=epochs, batch_size=batch_size, lr=lr, kl_weight=kl_weight,
-                      dim=dim, z_dim=z_dim, seed=seed, max_utts=max_utts)
+                      dim=dim, z_dim=z_dim, seed=seed, max_utts=max_utts, predictor_epochs=predictor_epochs)
     path = run(align_dir, exp_dir, cfg)
     info = json.loads((Path(exp_dir) / "model.json").read_text())
     summary(epochs, epochs, 0, what="epochs", extra=f"{info['parameters']} parameters; model {path}")

@@ -45,6 +45,7 @@ class TrainConfig:
     z_dim: int = 8
     seed: int = 0
     max_utts: int = 0
+    predictor_epochs: int = 0    # then refit the text-side predictor alone on the converged posteriors
 
 
 def utt_item(model: TTSModel, ph: Phonemized, durations=None, mel=None, f0=None) -> dict:
@@ -81,8 +82,9 @@ def load_model(path) -> Tuple[TTSModel, dict]:
     return model.eval(), ck
 
 
-def _batches(utts: List[AlignedUtt], batch_size: int, rng: random.Random) -> List[List[int]]:
-    order = sorted(range(len(utts)), key=lambda i: utts[i].mel.shape[0])
+def _batches(lengths: List[int], batch_size: int, rng: random.Random) -> List[List[int]]:
+    """Indices grouped into batches of similar length, in a shuffled batch order."""
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
     batches = [order[i: i + batch_size] for i in range(0, len(order), batch_size)]
     rng.shuffle(batches)
     return batches
@@ -109,8 +111,9 @@ def train(align_dir, exp_dir, cfg: TrainConfig) -> Path:
     done = sorted(out.glob("epoch-*.pt"), key=lambda p: int(p.stem.split("-")[1]))
     if done:
         ck = torch.load(done[-1], map_location="cpu")
-        same = {k: v for k, v in asdict(cfg).items() if k != "epochs"}
-        theirs = {k: v for k, v in (ck.get("train") or {}).items() if k != "epochs"}
+        extendable = ("epochs", "predictor_epochs")
+        same = {k: v for k, v in asdict(cfg).items() if k not in extendable}
+        theirs = {k: v for k, v in (ck.get("train") or {}).items() if k not in extendable}
         if ck["config"] != mcfg.to_dict() or theirs != same:
             diff = sorted(k for k in same if theirs.get(k) != same[k]) or ["model configuration"]
             raise UserError(f"{done[-1]} was trained with another configuration ({', '.join(diff)}); "
@@ -142,7 +145,7 @@ def train(align_dir, exp_dir, cfg: TrainConfig) -> Path:
         sums: Dict[str, float] = {}
         n = 0
         t0 = time.time()
-        bl = _batches(utts, cfg.batch_size, random.Random(f"{cfg.seed}-{epoch}"))
+        bl = _batches([u.mel.shape[0] for u in utts], cfg.batch_size, random.Random(f"{cfg.seed}-{epoch}"))
         for idx in progress(bl, desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="batch"):
             batch = make_batch([items[i] for i in idx])
             res = model(batch, beta=beta)
@@ -165,7 +168,78 @@ def train(align_dir, exp_dir, cfg: TrainConfig) -> Path:
             if int(old.stem.split("-")[1]) < epoch:  # keep the last two
                 old.unlink()
     model.eval()
-    save_checkpoint(out / "final.pt", model, meta, {"epoch": cfg.epochs})
+    extra = {"epoch": cfg.epochs}
+    if cfg.predictor_epochs > 0 and cfg.granularity != "none":
+        extra["predictor_refit"] = fit_predictor(model, items, cfg)
+    save_checkpoint(out / "final.pt", model, meta, extra)
     with atomic_open(out / "model.json", "w") as f:
         json.dump({"config": mcfg.to_dict(), "train": asdict(cfg), "parameters": param_count(model)}, f, indent=1)
     return out / "final.pt"
+
+
+def _predictor_loss(model: TTSModel, batch: Dict) -> torch.Tensor:
+    """Masked MSE between the text-side predictor and the posterior means (no dropout)."""
+    pmask = batch["phones"] != 0
+    with torch.no_grad():
+        enc = model.encoder(batch["phones"], batch["emphasis"], pmask)
+        mu, _ = model.posterior(batch)
+        emask = model.embedding_mask(batch).float()
+    pred = model.predict_embedding(enc, batch)
+    return (((pred - mu) ** 2).mean(-1) * emask).sum() / emask.sum()
+
+
+def fit_predictor(model: TTSModel, items: List[dict], cfg: TrainConfig, dev_share: float = 0.1) -> Dict:
+    """Second phase: with the autoencoder converged and frozen (eval mode), train only the
+    text-side predictor on the posterior means for ``cfg.predictor_epochs`` epochs (fresh Adam,
+    cosine decay from ``cfg.lr``); ``dev_share`` of the utterances is held out and the predictor
+    of the epoch with the lowest held-out loss is kept. Returns the losses (also logged)."""
+    rng = random.Random(f"{cfg.seed}-predictor")
+    order = list(range(len(items)))
+    rng.shuffle(order)
+    n_dev = max(1, int(dev_share * len(items))) if len(items) > 1 else 0
+    dev, tr = order[:n_dev], order[n_dev:] or order
+    params = list(model.pred_gru.parameters()) + list(model.pred_out.parameters())
+    keep = {id(p) for p in params}
+    frozen = [p for p in model.parameters() if id(p) not in keep]
+    for p in frozen:
+        p.requires_grad_(False)
+    opt = torch.optim.Adam(params, lr=cfg.lr)
+    model.eval()
+
+    def dev_loss() -> float:
+        with torch.no_grad():
+            tot = [(float(_predictor_loss(model, make_batch([items[i] for i in dev[k: k + cfg.batch_size]]))),
+                    len(dev[k: k + cfg.batch_size])) for k in range(0, len(dev), cfg.batch_size)]
+        return sum(a * b for a, b in tot) / max(1, sum(b for _, b in tot))
+
+    best = (dev_loss() if dev else float("inf"), 0, {k: v.clone() for k, v in model.state_dict().items()
+                                                      if k.startswith("pred_")})
+    history = [{"epoch": 0, "dev": best[0]}]
+    try:
+        for epoch in range(cfg.predictor_epochs):
+            for g in opt.param_groups:
+                g["lr"] = cfg.lr * (0.5 * (1 + np.cos(np.pi * epoch / cfg.predictor_epochs)) * 0.9 + 0.1)
+            total, n = 0.0, 0
+            sub = [items[i] for i in tr]
+            bl = _batches([it["mel"].shape[0] for it in sub], cfg.batch_size, random.Random(f"{cfg.seed}-p{epoch}"))
+            for idx in progress(bl, desc=f"predictor {epoch + 1}/{cfg.predictor_epochs}", unit="batch"):
+                loss = _predictor_loss(model, make_batch([sub[i] for i in idx]))
+                opt.zero_grad()
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(params, 1.0)
+                opt.step()
+                total, n = total + float(loss) * len(idx), n + len(idx)
+            d = dev_loss() if dev else total / max(n, 1)
+            history.append({"epoch": epoch + 1, "train": total / max(n, 1), "dev": d})
+            log.info("predictor epoch %d/%d: train %.4f held-out %.4f", epoch + 1, cfg.predictor_epochs,
+                     total / max(n, 1), d)
+            if d < best[0]:
+                best = (d, epoch + 1, {k: v.clone() for k, v in model.state_dict().items() if k.startswith("pred_")})
+    finally:
+        for p in frozen:
+            p.requires_grad_(True)
+    model.load_state_dict({**model.state_dict(), **best[2]})
+    log.info("predictor refit: held-out loss %.4f (jointly trained) -> %.4f (epoch %d kept; 0: the joint one)",
+             history[0]["dev"], best[0], best[1])
+    return {"kept_epoch": best[1], "history": history}
+

@@ -95,3 +95,30 @@ def test_pitch_predictor_is_trained_with_f0_and_predicts_it():
     assert {"pitch", "voicing"} <= set(out) and torch.isfinite(out["loss"])
     res = m.eval().infer(b, source="zero")
     assert res["log2_f0"].shape == b["phones"].shape and ((res["log2_f0"] == 0) | (res["voiced"] > 0)).all()
+
+
+def test_predictor_refit_trains_only_the_predictor_and_keeps_the_best_epoch():
+    from sltk.tts.train import TrainConfig, _predictor_loss, fit_predictor
+
+    torch.manual_seed(0)
+    m = TTSModel(ModelConfig(vocab=tuple("abcdef"), granularity="word", num_mels=10, dim=16, z_dim=3, ref_dim=8,
+                             pred_dim=8, enc_layers=1, dec_layers=1))
+    items = []
+    for k in range(12):  # the same two texts (a prosody the text determines) with their own mels
+        n, units = (7, [0, 1, 1, 2, 2, 2, 3]) if k % 2 else (5, [0, 1, 1, 1, 2])
+        dur = torch.full((n,), 4)
+        items.append({"phones": torch.arange(2, 2 + n) % 8, "emphasis": torch.zeros(n, dtype=torch.long),
+                      "word_index": torch.tensor(units), "durations": dur, "mel": torch.randn(4 * n, 10)})
+    for it in items:
+        it["phones"][it["phones"] < 2] = 2
+    before = {k: v.clone() for k, v in m.state_dict().items()}
+    batch = make_batch(items)
+    loss0 = float(_predictor_loss(m.eval(), batch))
+    res = fit_predictor(m, items, TrainConfig(granularity="word", batch_size=4, lr=1e-2, predictor_epochs=30))
+    after = m.state_dict()
+    changed = {k for k in after if not torch.equal(after[k], before[k])}
+    assert changed and all(k.startswith("pred_") for k in changed)  # the autoencoder is frozen
+    assert all(p.requires_grad for p in m.parameters())  # and unfrozen again afterwards
+    hist = res["history"]
+    assert len(hist) == 31 and res["kept_epoch"] == min(range(31), key=lambda e: hist[e]["dev"])
+    assert float(_predictor_loss(m.eval(), batch)) < 0.5 * loss0
