@@ -135,6 +135,7 @@ def convert(model, in_wav, out_wav, target_accent, source_accent, speaker, text,
 
 @main.command(name="eval", examples=[
     "convert-accent eval exp/flow/final.pt exp/judges/judges.pt data/full/eval exp/eval",
+    "convert-accent eval --no-text exp/flow/final.pt exp/judges/judges.pt data/full/eval exp/eval_no_text",
     "convert-accent eval --max-pairs 24 --asr-model ../../assistant/asr1/exp/full/model_conformer/avg-2-3.pt "
     "--asr-lang ../../assistant/asr1/data/full/lang_bpe_500 "
     "--asr-features ../../assistant/asr1/data/full/fbank/train/features.json "
@@ -150,7 +151,11 @@ def convert(model, in_wav, out_wav, target_accent, source_accent, speaker, text,
 @click.option("--asr-model", default="", help="An sltk transducer checkpoint for CER (optional).")
 @click.option("--asr-lang", default="", help="Its lang directory (with --asr-model).")
 @click.option("--asr-features", default="", help="The features.json of its features (with --asr-model).")
-def eval_(model, judges, eval_dir, out_dir, targets, max_pairs, num_wavs, asr_model, asr_lang, asr_features):
+@click.option("--no-text", is_flag=True,
+              help="Analyse the sources without their transcripts: phones recognised by the model's phone "
+                   "recognizer and mapped to the target accent by its learned phone-to-phone mapper.")
+def eval_(model, judges, eval_dir, out_dir, targets, max_pairs, num_wavs, asr_model, asr_lang, asr_features,
+          no_text):
     """The five systems on the parallel EVAL_DIR: target-accent posterior, speaker cosine,
     MCD to the parallel target, duration against it (and CER); OUT_DIR/metrics.json, results.md."""
     from sltk.vc.evaluate import evaluate
@@ -161,7 +166,7 @@ def eval_(model, judges, eval_dir, out_dir, targets, max_pairs, num_wavs, asr_mo
             raise UserError("--asr-model needs --asr-lang and --asr-features")
         from sltk.tts.evaluate import AsrJudge
         asr = AsrJudge(asr_model, asr_lang, asr_features)
-    res = evaluate(model, judges, eval_dir, out_dir, targets, max_pairs, asr, num_wavs)
+    res = evaluate(model, judges, eval_dir, out_dir, targets, max_pairs, asr, num_wavs, use_text=not no_text)
     md = (Path(out_dir) / "results.md").read_text()
     click.echo(md, nl=False)
     full, plain = res["remap+warp+attend"], res["plain"]

@@ -136,7 +136,9 @@ def mcd(ref: torch.Tensor, hyp: torch.Tensor) -> float:
 
 
 def evaluate(model_path, judges_path, eval_dir, out_dir, targets: str = "one", max_utts: int = 0,
-             asr: Optional[object] = None, num_wavs: int = 4) -> Dict[str, Dict[str, float]]:
+             asr: Optional[object] = None, num_wavs: int = 4, use_text: bool = True) -> Dict[str, Dict[str, float]]:
+    """``use_text``: analyse each source with its transcript (aligned phonemization), else
+    without (phones recognised, target phones from the phone-to-phone mapper)."""
     conv = AccentConverter.load(model_path)
     judges = Judges(judges_path)
     utts = read_set(eval_dir)
@@ -178,7 +180,7 @@ def evaluate(model_path, judges_path, eval_dir, out_dir, targets: str = "one", m
     for k, (u, t) in enumerate(progress(pairs, desc="evaluate", unit="pair")):
         r = ref[(u.sent, t, u.speaker)]
         samples = read_audio(u.wav, expected_sample_rate=conv.mel_cfg.sample_rate)[0]
-        a = conv.analyse(samples, u.accent, u.speaker, u.text)
+        a = conv.analyse(samples, u.accent, u.speaker, u.text if use_text else None)
         ref_mel = mel_of(r)
         for sysname in ROWS:
             y = ref_mel if sysname == "target" else conv.convert(a, t, sysname)
@@ -203,7 +205,9 @@ def evaluate(model_path, judges_path, eval_dir, out_dir, targets: str = "one", m
             f.write(json.dumps(r) + "\n")
     with atomic_open(out / "metrics.json", "w") as f:
         json.dump({"systems": summary, "pairs": len(pairs), "model": str(model_path), "judges": str(judges_path),
-                   "eval_dir": str(eval_dir), "targets": targets}, f, indent=1)
+                   "eval_dir": str(eval_dir), "targets": targets,
+                   "sources_analysed": "with their text" if use_text else "without text (recognised phones)"},
+                  f, indent=1)
     with atomic_open(out / "results.md", "w") as f:
         f.write("\n".join(results_table(summary)) + "\n")
     return summary

@@ -98,6 +98,18 @@ def test_convert_and_eval(trained, tmp_path, capsys):
     assert m["systems"]["target"]["mcd_db"] == 0 and m["systems"]["source"]["mcd_db"] > 0
     assert "| remap + warp + attend |" in capsys.readouterr().out
     assert len(list((ev / "wav").glob("*.wav"))) == 6
+    assert m["sources_analysed"] == "with their text"
+    # without transcripts: recognised phones; the unconverted rows cannot depend on the analysis
+    ev2 = tmp_path / "eval_no_text"
+    rc = main(["eval", "--no-text", "--num-wavs", "0", str(exp / "flow" / "final.pt"),
+               str(exp / "judges" / "judges.pt"), str(data / "eval"), str(ev2)], standalone_mode=False)
+    assert rc in (0, None)
+    m2 = json.loads((ev2 / "metrics.json").read_text())
+    assert m2["sources_analysed"].startswith("without text") and m2["pairs"] == 4
+    for s in ("source", "target"):
+        assert m2["systems"][s] == m["systems"][s], s
+    for s, r in m2["systems"].items():
+        assert 0 <= r["accent_post"] <= 1 and r["dur_ratio"] > 0, s
 
 
 def _run(args, env):
