@@ -137,7 +137,7 @@ def convert(model, in_wav, out_wav, target_accent, source_accent, speaker, text,
     "convert-accent eval exp/flow/final.pt exp/judges/judges.pt data/full/eval exp/eval",
     "convert-accent eval --no-text exp/flow/final.pt exp/judges/judges.pt data/full/eval exp/eval_no_text",
     "convert-accent eval --max-pairs 24 --asr-model ../../assistant/asr1/exp/full/model_conformer/avg-2-3.pt "
-    "--asr-lang ../../assistant/asr1/data/full/lang_bpe_500 "
+    "--asr-lang ../../assistant/asr1/data/full/lang_bpe_100 "
     "--asr-features ../../assistant/asr1/data/full/fbank/train/features.json "
     "exp/flow/final.pt exp/judges/judges.pt data/full/eval exp/eval_asr"])
 @click.argument("model")

@@ -55,7 +55,7 @@ help_message="Usage: $0 [options]   (stages 0-7, see the top of this file)"
 case "$size" in
   tiny) d_sets=2; d_words=3; d_utts=24; d_steps=10; d_fsteps=5; d_orders="12 21"; d_dur=40; vocab=100
         model_name=model_tiny; corpus_size=tiny ;;
-  full) d_sets=5; d_words=10; d_utts=500; d_steps=200; d_fsteps=100; d_orders="123 321"; d_dur=20; vocab=500
+  full) d_sets=5; d_words=10; d_utts=500; d_steps=200; d_fsteps=100; d_orders="123 321"; d_dur=20; vocab=100
         model_name=model_conformer; corpus_size=full ;;
   *) die "--size must be tiny or full, not '$size'" ;;
 esac

@@ -52,7 +52,7 @@ help_message="Usage: $0 [options]   (stages 0-6, see the top of this file)"
 case "$size" in
   tiny) d_utts=40; d_names=6; d_steps=10; d_scale="10 100"; d_sutts=8; d_dur=40; vocab=100
         model_name=model_tiny; corpus_size=tiny; d_pool=200 ;;
-  full) d_utts=2400; d_names=200; d_steps=600; d_scale="10 100 1000 10000"; d_sutts=100; d_dur=20; vocab=500
+  full) d_utts=2400; d_names=200; d_steps=600; d_scale="10 100 1000 10000"; d_sutts=100; d_dur=20; vocab=100
         model_name=model_conformer; corpus_size=full; d_pool=10000 ;;
   *) die "--size must be tiny or full, not '$size'" ;;
 esac

@@ -40,7 +40,7 @@ stop_stage=100
 size=full             # tiny | small | full: asr1's corpus and model size, and the step counts below
 asr_dir=../asr1       # the ASR recipe whose data/<size> and exp/<size>/model_<model> are used
 model=conformer       # conformer | lstm: asr1's model_<model> (--size tiny: model_tiny, a Conformer)
-vocab_size=""         # asr1's BPE vocabulary (default: 100 at tiny, else 500, as asr1)
+vocab_size=""         # asr1's BPE vocabulary (default: 100, as asr1)
 profiles="int8 harsh harsh5"  # NNA profiles, conf/nna/<p>.yaml
 aat_steps=""          # AAT fine-tuning steps per profile (default per size: tiny 30, small 200, full 500)
 calib_steps=""        # AAT: steps calibrating activation ranges before they freeze (tiny 5, else 50)
@@ -64,8 +64,8 @@ help_message="Usage: $0 [options]   (stages 0-7, see the top of this file)"
 
 case "$size" in
   tiny) def_steps=30; def_ft=30; def_calib=5; def_dur=40; def_vocab=100; model_name=model_tiny; enc=conformer ;;
-  small) def_steps=200; def_ft=200; def_calib=50; def_dur=20; def_vocab=500; model_name=model_$model; enc=$model ;;
-  full) def_steps=500; def_ft=200; def_calib=50; def_dur=20; def_vocab=500; model_name=model_$model; enc=$model ;;
+  small) def_steps=200; def_ft=200; def_calib=50; def_dur=20; def_vocab=100; model_name=model_$model; enc=$model ;;
+  full) def_steps=500; def_ft=200; def_calib=50; def_dur=20; def_vocab=100; model_name=model_$model; enc=$model ;;
   *) die "--size must be tiny, small or full, not '$size'" ;;
 esac
 case "$model" in conformer|lstm) ;; *) die "--model must be conformer or lstm, not '$model'" ;; esac

@@ -66,7 +66,7 @@ case "$size" in
   tiny) d_n=3; d_pub=1; d_seed=2; d_frac=0; d_steps="4 4 4 4 4"; d_dpu=4; d_dpdur=40; d_dur=40; vocab=100
         model_conf=$asr_dir/conf/model_tiny.yaml ;;
   full) d_n=45; d_pub=20; d_seed=160; d_frac=0.25; d_steps="2000 1500 3000 1000 1000"; d_dpu=8; d_dpdur=320
-        d_dur=20; vocab=500; model_conf=conf/model_small.yaml ;;
+        d_dur=20; vocab=100; model_conf=conf/model_small.yaml ;;
   *) die "--size must be tiny or full, not '$size'" ;;
 esac
 read -r s_pub s_teach s_np s_stud s_dp <<< "$d_steps"
