@@ -23,7 +23,7 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 import torch
 
-from sltk.tts.dataset import AlignedUtt, copy_aligner, phone_log_f0, read_align_dir
+from sltk.tts.dataset import copy_aligner, phone_log_f0, read_align_dir
 from sltk.tts.features import MelConfig
 from sltk.tts.model import GRANULARITIES, ModelConfig, TTSModel, make_batch, param_count
 from sltk.tts.phonemize import Phonemized
@@ -215,13 +215,14 @@ def fit_predictor(model: TTSModel, items: List[dict], cfg: TrainConfig, dev_shar
     best = (dev_loss() if dev else float("inf"), 0, {k: v.clone() for k, v in model.state_dict().items()
                                                       if k.startswith("pred_")})
     history = [{"epoch": 0, "dev": best[0]}]
+    sub = [items[i] for i in tr]
+    lengths = [it["mel"].shape[0] for it in sub]
     try:
         for epoch in range(cfg.predictor_epochs):
             for g in opt.param_groups:
                 g["lr"] = cfg.lr * (0.5 * (1 + np.cos(np.pi * epoch / cfg.predictor_epochs)) * 0.9 + 0.1)
             total, n = 0.0, 0
-            sub = [items[i] for i in tr]
-            bl = _batches([it["mel"].shape[0] for it in sub], cfg.batch_size, random.Random(f"{cfg.seed}-p{epoch}"))
+            bl = _batches(lengths, cfg.batch_size, random.Random(f"{cfg.seed}-p{epoch}"))
             for idx in progress(bl, desc=f"predictor {epoch + 1}/{cfg.predictor_epochs}", unit="batch"):
                 loss = _predictor_loss(model, make_batch([sub[i] for i in idx]))
                 opt.zero_grad()
@@ -242,4 +243,3 @@ def fit_predictor(model: TTSModel, items: List[dict], cfg: TrainConfig, dev_shar
     log.info("predictor refit: held-out loss %.4f (jointly trained) -> %.4f (epoch %d kept; 0: the joint one)",
              history[0]["dev"], best[0], best[1])
     return {"kept_epoch": best[1], "history": history}
-
