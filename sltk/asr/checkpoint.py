@@ -86,7 +86,7 @@ def _is_packed_file(p: Path) -> bool:
 
 def _torch_load(p: Path) -> Any:
     try:
-        return torch.load(p, map_location="cpu")
+        return torch.load(p, map_location="cpu", weights_only=False)
     except Exception as e:
         raise UserError(f"checkpoint {p} cannot be read ({type(e).__name__}: {str(e)[:100]})") from None
 

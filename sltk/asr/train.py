@@ -69,7 +69,7 @@ class TrainConfig:
     average_last: int = 0               # at the end: average the last N epoch checkpoints
     seed: int = 42
     device: str = "auto"                # auto | cpu | cuda
-    amp: bool = True                    # mixed precision on CUDA
+    amp: bool = False                   # mixed precision (fp16 autocast) on CUDA
     world_size: int = 1
     max_steps: int = 0                  # stop after this many steps (0: no limit; for tests)
     log_every: int = 20
@@ -157,7 +157,7 @@ def checkpoints(exp_dir: Path) -> List[Tuple[int, Path]]:
     out = []
     for p in list(exp_dir.glob("checkpoint-*.pt")) + list(exp_dir.glob("epoch-*.pt")):
         try:
-            out.append((int(torch.load(p, map_location="cpu")["step"]), p))
+            out.append((int(torch.load(p, map_location="cpu", weights_only=False)["step"]), p))
         except Exception:
             log.warning("ignoring unreadable checkpoint %s", p)
     return sorted(out, key=lambda x: (x[0], x[1].name.startswith("epoch")))
@@ -453,7 +453,8 @@ def _train(rank: int, cfg: TrainConfig, mcfg: ModelConfig, backend: str, hooks: 
     if dp is not None and hooks:
         raise UserError(f"DP-SGD with training hooks ({', '.join(names)}) is not supported")
     use_amp = cfg.amp and device.type == "cuda" and dp is None
-    scaler = torch.cuda.amp.GradScaler(enabled=use_amp)
+    scaler = (torch.amp.GradScaler("cuda", enabled=use_amp) if hasattr(torch.amp, "GradScaler")
+              else torch.cuda.amp.GradScaler(enabled=use_amp))
 
     transforms = []
     if cfg.noise_cuts:
@@ -608,7 +609,9 @@ def _train(rank: int, cfg: TrainConfig, mcfg: ModelConfig, backend: str, hooks: 
         summ = {"steps": step, "epochs_done": epoch - 1, "skipped_batches": skipped,
                 "train_s": round(time.time() - t_start, 1),  # this run's training loop (not a resumed one's)
                 "frames_per_s": frames_seen / max(1e-6, time.time() - t_start),
-                "loss_backend": backend}
+                "loss_backend": backend, "device": str(device)}
+        if device.type == "cuda":
+            summ["peak_cuda_mem_mb"] = round(torch.cuda.max_memory_allocated(device) / 2**20, 1)
         if dp is not None:
             summ["dp"] = dp.describe(cfg, step)
             with atomic_open(exp / "privacy.json") as f:

@@ -76,7 +76,7 @@ def train(data_dir, out_dir, epochs, batch_size, crop, lr, steps, hidden, noise,
     cfg = TrainConfig(epochs, batch_size, crop, lr, steps, hidden, noise, aligner_iterations, recognizer_epochs, seed)
     path = run(data_dir, out_dir, cfg, max_utts)
     import torch
-    ck = torch.load(path)
+    ck = torch.load(path, weights_only=False)
     summary(epochs, epochs, 0, what="epochs",
             extra=f"final NLL {ck['history'][-1]:.4f} nats/dim; model {path}" if ck["history"] else f"model {path}")
 

@@ -45,7 +45,7 @@ HELP = {
     "average_last": "At the end, average the last N epoch checkpoints into avg-A-B.pt.",
     "seed": "Random seed.",
     "device": "auto, cpu or cuda.",
-    "amp": "Mixed precision on CUDA.",
+    "amp": "Mixed precision (fp16 autocast) on CUDA; off by default: the small Conformer trained 6x slower with it on an H200 (asr1 RESULTS.md).",
     "world_size": "Data-parallel processes (torch.distributed; gloo on CPU, nccl on GPU).",
     "max_steps": "Stop after N steps (0: no limit).",
     "log_every": "Log (and TensorBoard) every N steps.",

@@ -227,5 +227,5 @@ def save_fsa(fsa: k2.Fsa, path) -> None:
 
 
 def load_fsa(path, device: Optional[torch.device] = None) -> k2.Fsa:
-    fsa = k2.Fsa.from_dict(torch.load(path, map_location="cpu"))
+    fsa = k2.Fsa.from_dict(torch.load(path, map_location="cpu", weights_only=False))
     return fsa.to(device) if device is not None else fsa

@@ -125,7 +125,7 @@ def load_model(path) -> Tuple[KWSModel, dict]:
     if not p.is_file():
         raise UserError(f"model {p} does not exist")
     try:
-        ck = torch.load(p, map_location="cpu")
+        ck = torch.load(p, map_location="cpu", weights_only=False)
         model = build_model(ck["config"])
         model.load_state_dict(ck["state"])
     except UserError:

@@ -167,7 +167,7 @@ def read_packed(path: PathLike) -> Dict:
     if not p.is_file():
         raise UserError(f"packed model {p} does not exist")
     try:
-        obj = torch.load(p, map_location="cpu")
+        obj = torch.load(p, map_location="cpu", weights_only=False)
     except Exception as e:
         raise UserError(f"packed model {p} cannot be read ({type(e).__name__}: {str(e)[:100]})") from None
     if not isinstance(obj, dict) or obj.get("format") != FORMAT:

@@ -210,7 +210,7 @@ def load_model(path) -> Tuple[Seq2SQL, dict]:
     if not p.is_file():
         raise UserError(f"model {p} does not exist")
     try:
-        ck = torch.load(p, map_location="cpu")
+        ck = torch.load(p, map_location="cpu", weights_only=False)
         c = ck["config"]
         model = Seq2SQL(c["in_vocab"], c["out_vocab"], GenConfig(**c["gen"]))
         model.load_state_dict(ck["state"])
@@ -242,7 +242,7 @@ def train(train_jsonl, db_dir, out_dir, epochs: int = 10, batch_size: int = 32, 
     start = 0
     done = sorted(out.glob("epoch-*.pt"), key=lambda p: int(p.stem.split("-")[1]))
     if done:
-        ck = torch.load(done[-1], map_location="cpu")
+        ck = torch.load(done[-1], map_location="cpu", weights_only=False)
         if ck["config"] != model.config:
             raise UserError(f"{done[-1]} has another configuration or vocabulary; use a new directory")
         model.load_state_dict(ck["state"])

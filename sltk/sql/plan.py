@@ -98,7 +98,7 @@ def load(path) -> PlanModel:
     if not p.is_file():
         raise UserError(f"plan model {p} does not exist")
     try:
-        ck = torch.load(p, map_location="cpu")
+        ck = torch.load(p, map_location="cpu", weights_only=False)
         if ck.get("kind") != "plan":
             raise ValueError("not a plan model")
         m = PlanModel(**ck["config"])
@@ -134,7 +134,7 @@ def train(examples: List[dict], db_dir, out_dir, steps: int = 600, save_steps: S
     start = 0
     done = sorted(out.glob("step-*.pt"), key=lambda p: int(p.stem.split("-")[1]))
     if done:
-        ck = torch.load(done[-1], map_location="cpu")
+        ck = torch.load(done[-1], map_location="cpu", weights_only=False)
         model.load_state_dict(ck["state"])
         opt.load_state_dict(ck["optimizer"])
         start = ck["step"]

@@ -141,10 +141,10 @@ def read_align_dir(align_dir, max_utts: int = 0) -> List[AlignedUtt]:
     if not (a / "feats.pt").is_file():
         raise UserError(f"{a / 'feats.pt'} does not exist (run synth-prosody align)")
     try:
-        feats = torch.load(a / "feats.pt")
+        feats = torch.load(a / "feats.pt", weights_only=False)
     except Exception as e:  # noqa: BLE001
         raise UserError(f"cannot read {a / 'feats.pt'}: {e}") from None
-    f0s = torch.load(a / "f0.pt") if (a / "f0.pt").is_file() else {}
+    f0s = torch.load(a / "f0.pt", weights_only=False) if (a / "f0.pt").is_file() else {}
     wavs = dict(read_table(a / "wav.scp")) if (a / "wav.scp").is_file() else {}
     texts = dict(read_table(a / "text")) if (a / "text").is_file() else {}
     out = []

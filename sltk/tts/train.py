@@ -74,7 +74,7 @@ def load_model(path) -> Tuple[TTSModel, dict]:
     if not p.is_file():
         raise UserError(f"model {p} does not exist")
     try:
-        ck = torch.load(p, map_location="cpu")
+        ck = torch.load(p, map_location="cpu", weights_only=False)
         model = TTSModel(ModelConfig.from_dict(ck["config"]))
         model.load_state_dict(ck["state"])
     except Exception as e:  # noqa: BLE001
@@ -110,7 +110,7 @@ def train(align_dir, exp_dir, cfg: TrainConfig) -> Path:
     start = 0
     done = sorted(out.glob("epoch-*.pt"), key=lambda p: int(p.stem.split("-")[1]))
     if done:
-        ck = torch.load(done[-1], map_location="cpu")
+        ck = torch.load(done[-1], map_location="cpu", weights_only=False)
         extendable = ("epochs", "predictor_epochs")
         same = {k: v for k, v in asdict(cfg).items() if k not in extendable}
         theirs = {k: v for k, v in (ck.get("train") or {}).items() if k not in extendable}

@@ -111,7 +111,7 @@ class Judges:
         p = Path(path)
         if not p.is_file():
             raise UserError(f"judges {p} do not exist (train them with `convert-accent train-judges`)")
-        ck = torch.load(p, map_location="cpu")
+        ck = torch.load(p, map_location="cpu", weights_only=False)
         if not isinstance(ck, dict) or ck.get("kind") != JUDGES_KIND:
             raise UserError(f"{p} is not a convert-accent judges file")
         self.accents, self.speakers = ck["accents"], ck["speakers"]

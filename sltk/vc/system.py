@@ -58,7 +58,7 @@ class AccentConverter:
         if not p.is_file():
             raise UserError(f"model {p} does not exist")
         try:
-            ck = torch.load(p, map_location="cpu")
+            ck = torch.load(p, map_location="cpu", weights_only=False)
         except Exception as e:  # noqa: BLE001
             raise UserError(f"{p} is not a convert-accent model: {e}") from None
         if not isinstance(ck, dict) or ck.get("kind") != KIND:

@@ -128,7 +128,7 @@ def train(data_dir, out_dir, cfg: TrainConfig, max_utts: int = 0) -> Path:
     mel_cfg = MelConfig()
     prep_path = out / "prep.pt"
     if prep_path.is_file():
-        prep = torch.load(prep_path)
+        prep = torch.load(prep_path, weights_only=False)
         if prep["utts"] != [u.utt for u in utts]:
             raise UserError(f"{prep_path} was prepared from other utterances; use a new directory")
         log.info("loaded %s", prep_path)
@@ -151,7 +151,7 @@ def train(data_dir, out_dir, cfg: TrainConfig, max_utts: int = 0) -> Path:
     start, history = 0, []
     last = out / "last.pt"
     if last.is_file():
-        ck = torch.load(last)
+        ck = torch.load(last, weights_only=False)
         if ck["config"] != fcfg.to_dict() or ck["train_config"] != cfg.to_dict():
             raise UserError(f"{last} was trained with another configuration; use a new directory")
         model.load_state_dict(ck["state"])

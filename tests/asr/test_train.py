@@ -64,18 +64,18 @@ def test_resume_continues_from_saved_step(toy_corpus, tmp_path):
     train(0, cfg, mcfg, backend)
     assert [s for s, _ in checkpoints(exp)] == [3, 5]  # epoch-1.pt, checkpoint-5.pt
     # the same command again: it has reached --max-steps, so it trains no further step
-    before = torch.load(exp / "checkpoint-5.pt")["model"]
+    before = torch.load(exp / "checkpoint-5.pt", weights_only=False)["model"]
     train(0, cfg, mcfg, backend)
     assert [s for s, _ in checkpoints(exp)] == [3, 5]
-    after = torch.load(exp / "checkpoint-5.pt")["model"]
+    after = torch.load(exp / "checkpoint-5.pt", weights_only=False)["model"]
     assert all(torch.equal(before[k], after[k]) for k in before)
     assert json.loads((exp / "train_summary.json").read_text())["steps"] == 5
     train(0, config(cuts_path, lang, exp, **kw), mcfg, backend)
-    resumed = torch.load(exp / "epoch-4.pt")
+    resumed = torch.load(exp / "epoch-4.pt", weights_only=False)
     # uninterrupted reference run
     ref_exp = tmp_path / "ref"
     train(0, config(cuts_path, lang, ref_exp, **kw), mcfg, backend)
-    ref = torch.load(ref_exp / "epoch-4.pt")
+    ref = torch.load(ref_exp / "epoch-4.pt", weights_only=False)
     assert ref["step"] == 12
     assert resumed["step"] == ref["step"]
     for k, v in ref["model"].items():
@@ -176,7 +176,7 @@ def test_train_hooks_record_transforms_state_and_resume(toy_corpus, tmp_path):
     mcfg, backend = prepare(cfg)
     hook = hook_cls()
     train(0, cfg, mcfg, backend, hooks=[hook])
-    obj = torch.load(exp / "checkpoint-4.pt")
+    obj = torch.load(exp / "checkpoint-4.pt", weights_only=False)
     assert obj["transforms"] == [{"kind": "test-gain", "init": 1.0}]
     assert obj["hooks"] == {"test-gain": {"steps": [1, 2, 3, 4]}}
     g = float(obj["model"]["ctc_head.1.g"])
@@ -199,11 +199,11 @@ def test_init_checkpoint_fine_tunes_from_other_weights(toy_corpus, tmp_path):
     cfg = config(cuts_path, lang, src, num_epochs=1)
     mcfg, backend = prepare(cfg)
     train(0, cfg, mcfg, backend)
-    init = torch.load(src / "epoch-1.pt")
+    init = torch.load(src / "epoch-1.pt", weights_only=False)
     ft = tmp_path / "ft"
     train(0, config(cuts_path, lang, ft, num_epochs=1, max_steps=1, lr=1e-9, warmup_steps=1,
                     init_checkpoint=str(src / "epoch-1.pt")), mcfg, backend)
-    out = torch.load(ft / "checkpoint-1.pt")
+    out = torch.load(ft / "checkpoint-1.pt", weights_only=False)
     assert out["step"] == 1  # a fresh run (step, optimizer), from the source's weights
     for k, v in init["model"].items():
         assert torch.allclose(v.float(), out["model"][k].float(), atol=1e-5), k

@@ -84,11 +84,11 @@ def test_gq_fine_tune_and_resume(float_ckpt, toy_corpus, tmp_path, run_env):
         if isinstance(bits.get(name), int):
             assert p.unique().numel() <= 2 ** bits[name], name
     # rerunning a finished run packs the same model again without training
-    first = torch.load(out)
+    first = torch.load(out, weights_only=False)
     r = run(args, run_env)
     assert r.returncode == 0, r.stderr[-3000:]
     assert "fine-tuning already finished" in r.stderr
-    again = torch.load(out)
+    again = torch.load(out, weights_only=False)
     assert again["entries"] == first["entries"] and torch.equal(again["blob"], first["blob"])
     # a longer run resumes from the experiment directory
     args[args.index("--max-steps") + 1] = 6

@@ -50,13 +50,13 @@ def test_make_data_and_align(trained):
     feats_frames = {}
     import torch
 
-    feats = torch.load(a / "feats.pt")
+    feats = torch.load(a / "feats.pt", weights_only=False)
     for line in (a / "durations.txt").read_text().splitlines():
         u, *ds = line.split()
         assert sum(map(int, ds)) == feats[u].shape[0]  # durations sum to the frame count
         feats_frames[u] = feats[u].shape[0]
     assert len(feats_frames) == 10 and (a / "aligner.json").is_file()
-    f0 = torch.load(a / "f0.pt")
+    f0 = torch.load(a / "f0.pt", weights_only=False)
     assert all(len(f0[u]) == n for u, n in feats_frames.items())
     assert all((f0[u] > 0).any() for u in feats_frames)  # every utterance has voiced frames
 

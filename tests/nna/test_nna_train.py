@@ -53,7 +53,7 @@ def test_aat_finetune_then_integer_decode(toy_corpus, overfit_model, toy_model, 
     r = subprocess.run(cmd, capture_output=True, text=True, env=run_env, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     assert "fine-tuning from the weights of" in r.stderr and "activation ranges frozen" in r.stderr
-    obj = torch.load(exp / "epoch-3.pt")
+    obj = torch.load(exp / "epoch-3.pt", weights_only=False)
     assert [t["kind"] for t in obj["transforms"]] == ["nna"]
     assert obj["transforms"][0]["profile"]["name"] == "harsh"
     assert obj["hooks"]["nna"]["frozen_at"] == 4
@@ -130,7 +130,7 @@ def test_resume_of_a_hooked_run_mid_calibration(toy_corpus, overfit_model, toy_m
     torch.set_num_threads(1)
     try:
         train(0, cfg, mcfg, backend, hooks=[NNAHook(prof, calib_steps=3)])
-        mid = torch.load(exp / "checkpoint-2.pt")
+        mid = torch.load(exp / "checkpoint-2.pt", weights_only=False)
         assert mid["hooks"]["nna"]["frozen_at"] == 0
         assert int(mid["model"]["encoder.layers.0.lstm.obs.0.c.count"]) == 2
         train(0, _config(cuts, lang, exp, toy_model, init_checkpoint=init), mcfg, backend,
@@ -140,7 +140,7 @@ def test_resume_of_a_hooked_run_mid_calibration(toy_corpus, overfit_model, toy_m
               hooks=[NNAHook(prof, calib_steps=3)])
     finally:
         torch.set_num_threads(threads)
-    resumed, ref = torch.load(exp / "epoch-3.pt"), torch.load(ref_exp / "epoch-3.pt")
+    resumed, ref = torch.load(exp / "epoch-3.pt", weights_only=False), torch.load(ref_exp / "epoch-3.pt", weights_only=False)
     assert resumed["step"] == ref["step"] == 9
     assert resumed["hooks"] == ref["hooks"] == {"nna": {"calib_steps": 3, "frozen_at": 4}}
     for k, v in ref["model"].items():
