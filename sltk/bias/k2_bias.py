@@ -45,6 +45,14 @@ states in 0.2-0.5 s, epsilon-free acceptor 130k arcs in 0.6-0.9 s, HB 61k states
 arcs (H alone: 250k arcs) in about 1.1 s with the acceptor. Decoding T = 200 frames of peaky
 posteriors on the CPU (search_beam 20): about 0.5 s per utterance with H, 0.6 s with HB.
 
+Adaptive boosting (:func:`k2_adaptive_decode`): the boost of a token is to be scaled by the
+encoder adapter's gate at the frame where the token starts, which no static graph can express.
+The lattice of HB is searched with the full boost (so that biased alternatives survive the
+beams), then candidate paths (best paths with full, gated-per-arc and no bias, plus paths
+sampled from the lattice) are rescored exactly: acoustic score (lattice score minus the
+``bias_scores`` carried from B) plus the gated walk of the context graph, as the prefix beam
+search prices it. tests/bias/test_k2_bias.py checks it against brute force over alignments.
+
 This is the only module of :mod:`sltk.bias` that needs k2.
 """
 
@@ -185,3 +193,120 @@ def k2_biased_decode(
     return ctc_k2_decode(logprobs, lens, HB, search_beam=search_beam, output_beam=output_beam,
                          min_active_states=min_active_states, max_active_states=max_active_states,
                          subsampling_factor=subsampling_factor, method="1best", return_scores=return_scores)
+
+
+def _gated(gate: torch.Tensor, threshold: float) -> List[float]:
+    g = torch.as_tensor(gate, dtype=torch.float32).detach().cpu().reshape(-1)
+    if g.numel() and (g.min() < 0 or g.max() > 1):
+        raise ValueError("gate values must lie in [0, 1]")
+    return [x if x >= threshold else 0.0 for x in g.tolist()]
+
+
+def k2_adaptive_decode(
+    logprobs: torch.Tensor,
+    lens: Union[torch.Tensor, Sequence[int]],
+    HB: k2.Fsa,
+    graphs: Union[ContextGraph, Sequence[Optional[ContextGraph]], None],
+    gates: torch.Tensor,
+    gate_threshold: float = 0.0,
+    num_paths: int = 50,
+    nbest_scale: float = 0.5,
+    search_beam: float = 20.0,
+    output_beam: float = 8.0,
+    min_active_states: int = 30,
+    max_active_states: int = 10000,
+    return_scores: bool = False,
+):
+    """Adaptive boosting on a k2 lattice: the boost of each token gated by ``gates`` at the
+    frame where the token starts, as :func:`sltk.bias.prefix_beam.prefix_beam_search` does.
+
+    A k2 graph's arc scores cannot depend on the frame, so the gate is applied after the
+    search, on paths of the lattice of HB (searched with the full boost, so that the biased
+    alternatives survive the beams). Each candidate path (an alignment) is scored as its
+    acoustic score (the lattice score minus the ``bias_scores`` that HB's arcs carry) plus
+    the gated bias of its tokens, walked through the context graph with
+    :meth:`ContextGraph.score_sequence` (a broken match gives back exactly what it was
+    granted). Candidates: the best path with the full boost, the best path without bias,
+    the best path with each arc's bias scaled by the gate of its frame (an approximation that
+    mis-prices refunds, used only to propose a path), and ``num_paths`` paths sampled from the
+    lattice with its scores scaled by ``nbest_scale``. The best candidate wins. With gates of
+    1 this is the biased 1-best whenever the walk and the acceptor agree (no competing
+    matches, see the module doc); with gates of 0 it is the unbiased best path of the lattice.
+
+    Args:
+      logprobs: ``(N, T, V)`` CTC log-probs; lens: ``(N,)`` frames.
+      HB: :func:`biased_ctc_graph` of the graph(s) (one FSA, or an FsaVec of N).
+      graphs: the :class:`ContextGraph` of HB, or one per sequence (``None``: no bias).
+      gates: ``(N, T)`` in [0, 1]; gate_threshold: gates below it count as 0.
+
+    Returns the token ids per sequence (and the ``(N,)`` scores with ``return_scores``;
+    -inf where the lattice is empty).
+    """
+    from sltk.decode.ctc import get_lattice
+
+    N = logprobs.shape[0]
+    if isinstance(graphs, ContextGraph) or graphs is None:
+        graphs = [graphs] * N
+    if len(graphs) != N:
+        raise ValueError(f"got {len(graphs)} context graphs for {N} sequences")
+    if gates.dim() != 2 or gates.shape[0] != N:
+        raise ValueError(f"gates must have shape (N, T) with N = {N}, got {tuple(gates.shape)}")
+    if num_paths < 0:
+        raise ValueError(f"num_paths must be >= 0, got {num_paths}")
+    hyps: List[List[int]] = [[] for _ in range(N)]
+    scores = torch.full((N,), float("-inf"))
+    if HB.device != logprobs.device:
+        HB = HB.to(logprobs.device)
+    lattice, index = get_lattice(logprobs, lens, HB, search_beam, output_beam, min_active_states,
+                                 max_active_states, frame_idx_name="frame")
+    if not index:
+        return (hyps, scores) if return_scores else hyps
+    dev = lattice.scores.device
+    total = lattice.scores.detach().clone()
+    bias = lattice.bias_scores.detach().clone() if hasattr(lattice, "bias_scores") else torch.zeros_like(total)
+    acoustic = total - bias
+    frames = lattice.frame.long()
+    shape = lattice.arcs.shape()  # [fsa][state][arc]
+    arc_fsa = shape.row_ids(1).long()[shape.row_ids(2).long()]
+    gate_lists = [_gated(gates[i], gate_threshold) for i in index]
+    # the per-arc gate of each arc's frame (final arcs: the last frame), for the proposal path
+    T = gates.shape[1]
+    g_tab = torch.tensor([g + [0.0] * (T - len(g)) for g in gate_lists], dtype=torch.float32).reshape(len(index), T)
+    g_arc = g_tab.to(dev)[arc_fsa, frames.clamp(max=max(T - 1, 0))] if T else torch.zeros_like(total)
+
+    lattice.arc_id = torch.arange(lattice.num_arcs, dtype=torch.int32, device=dev)
+    cands: List[List[List[int]]] = [[] for _ in index]  # [fsa][path][arc id]
+    try:
+        for variant in (total, acoustic, acoustic + g_arc * bias):
+            lattice.scores = variant
+            best = k2.shortest_path(lattice, use_double_scores=True)
+            per = k2.RaggedTensor(best.arcs.shape().remove_axis(1), best.arc_id.contiguous()).tolist()
+            for j, p in enumerate(per):
+                if p:
+                    cands[j].append(p)
+        if num_paths:
+            lattice.scores = total * nbest_scale
+            for j, ps in enumerate(k2.random_paths(lattice, use_double_scores=True, num_paths=num_paths).tolist()):
+                cands[j].extend(p for p in ps if p)
+    finally:
+        lattice.scores = total
+    ac, aux, fr = acoustic.tolist(), lattice.aux_labels.tolist(), frames.tolist()
+    for j, i in enumerate(index):
+        g, gl = graphs[i], gate_lists[j]
+        best_s, best_h = float("-inf"), []
+        seen = set()
+        for p in cands[j]:
+            key = tuple(p)
+            if key in seen:
+                continue
+            seen.add(key)
+            toks = [(aux[a], fr[a]) for a in p if aux[a] > 0]
+            h = [t for t, _ in toks]
+            s = sum(ac[a] for a in p)
+            if g is not None:
+                s += g.score_sequence(h, [gl[f] for _, f in toks])
+            if s > best_s:
+                best_s, best_h = s, h
+        hyps[i] = best_h
+        scores[i] = best_s
+    return (hyps, scores) if return_scores else hyps

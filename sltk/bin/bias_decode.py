@@ -46,19 +46,21 @@ def _on_off(ctx, param, value):
 @click.option("--boost", type=float, default=2.0, help="Decoder biasing: bonus per matched subword token "
               "(0: no decoder biasing).")
 @click.option("--adaptive", type=click.Choice(["on", "off"]), default="off", callback=_on_off,
-              help="Gate each frame's boost with the adapter's attention on catalog entries (prefix-beam; "
-                   "needs --encoder-bias on).")
+              help="Gate each token's boost with the adapter's attention on catalog entries at the frame where "
+                   "the token starts (needs --encoder-bias on; k2-lattice: applied to paths of the lattice).")
 @click.option("--gate-threshold", type=float, default=0.5, help="Adaptive boosting: frames whose gate is below "
               "this get no boost; above it the boost is scaled by the gate.")
 @click.option("--beam", type=int, default=8, help="prefix-beam: prefixes kept.")
 @click.option("--prune-topk", type=int, default=0, help="prefix-beam: tokens tried per frame (0: the beam).")
 @click.option("--search-beam", type=float, default=20.0, help="k2-lattice: search beam.")
 @click.option("--output-beam", type=float, default=8.0, help="k2-lattice: output beam.")
+@click.option("--num-paths", type=int, default=50, help="k2-lattice with --adaptive on: paths sampled from the "
+              "lattice and rescored with the gated boost (besides the best paths with full, gated and no boost).")
 @click.option("--max-duration", type=float, default=200.0, help="Seconds of audio per batch.")
 @click.option("--num-threads", type=int, default=1, help="torch threads (the RTF is measured with these).")
 @click.option("--out-dir", required=True, help="Writes hyp.txt, gates.txt (adaptive), rtf.json.")
 def main(checkpoint, cuts, lang_dir, catalog, utt2catalog, method, encoder_bias, boost, adaptive, gate_threshold,
-         beam, prune_topk, search_beam, output_beam, max_duration, num_threads, out_dir):
+         beam, prune_topk, search_beam, output_beam, num_paths, max_duration, num_threads, out_dir):
     """Decode CUTS with the CTC head of a model, biased towards the phrases of a catalog: a
     global --catalog or a personal one per utterance (--utt2catalog)."""
     from lhotse.dataset import SimpleCutSampler
@@ -80,11 +82,10 @@ def main(checkpoint, cuts, lang_dir, catalog, utt2catalog, method, encoder_bias,
     if adaptive and not encoder_bias:
         raise UserError("--adaptive on gates the boost with the context adapter's attention: it needs "
                         "--encoder-bias on")
-    if adaptive and method == "k2-lattice":
-        raise UserError("--adaptive on is implemented in the prefix beam search only (a k2 graph's boosts "
-                        "cannot depend on the frame); use --method prefix-beam")
     if beam < 1 or num_threads < 1:
         raise UserError("--beam and --num-threads must be >= 1")
+    if num_paths < 0:
+        raise UserError(f"--num-paths must be >= 0, got {num_paths}")
     torch.set_num_threads(num_threads)
     lang = load_lang(lang_dir)
     model = load_model(checkpoint).eval()
@@ -163,12 +164,19 @@ def main(checkpoint, cuts, lang_dir, catalog, utt2catalog, method, encoder_bias,
                                             gate_threshold=gate_threshold, prune_topk=prune_topk or None)
                     best.append(nb[0][0] if nb else [])
             else:
-                from sltk.bias.k2_bias import k2_biased_decode
+                from sltk.bias.k2_bias import k2_adaptive_decode, k2_biased_decode
 
                 best = []
                 for i in range(lp.size(0)):
-                    best += k2_biased_decode(lp[i: i + 1], enc_lens[i: i + 1], cats[i][2], search_beam=search_beam,
-                                             output_beam=output_beam)
+                    if adaptive and gate is not None:
+                        T = int(enc_lens[i])
+                        best += k2_adaptive_decode(lp[i: i + 1], enc_lens[i: i + 1], cats[i][2], cats[i][1],
+                                                   gate[i: i + 1, :T], gate_threshold=gate_threshold,
+                                                   num_paths=num_paths, search_beam=search_beam,
+                                                   output_beam=output_beam)
+                    else:
+                        best += k2_biased_decode(lp[i: i + 1], enc_lens[i: i + 1], cats[i][2],
+                                                 search_beam=search_beam, output_beam=output_beam)
             decode_s += time.perf_counter() - t0
             audio += sum(c.duration for c in batch_cuts)
             for i, (u, h) in enumerate(zip(b["ids"], best)):

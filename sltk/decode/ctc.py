@@ -12,7 +12,7 @@ k2 is imported inside the functions that need it, so this module imports without
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, List, Sequence, Tuple, Union
+from typing import TYPE_CHECKING, List, Optional, Sequence, Tuple, Union
 
 import torch
 
@@ -63,13 +63,15 @@ def get_lattice(
     min_active_states: int = 30,
     max_active_states: int = 10000,
     subsampling_factor: int = 1,
+    frame_idx_name: Optional[str] = None,
 ) -> Tuple["k2.Fsa", List[int]]:
     """Pruned intersection of a decoding graph with the log-probs.
 
     ``lens`` count output frames (already subsampled); lengths up to
     ``subsampling_factor - 1`` frames beyond T are truncated (rounding of subsampled lengths).
     Sequences of length 0 get no lattice. Returns ``(lattice, index)`` where lattice FSA i
-    belongs to sequence ``index[i]``.
+    belongs to sequence ``index[i]``. ``frame_idx_name``: an attribute of that name on the
+    lattice's arcs gives each arc's frame (the final arcs: the number of frames).
     """
     import k2
 
@@ -98,6 +100,7 @@ def get_lattice(
     lattice = k2.intersect_dense_pruned(
         graph, dense, search_beam=search_beam, output_beam=output_beam,
         min_active_states=min_active_states, max_active_states=max_active_states,
+        frame_idx_name=frame_idx_name,
     )
     return lattice, index
 

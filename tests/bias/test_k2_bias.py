@@ -174,3 +174,89 @@ def test_larger_catalog_builds_and_decodes():
 def test_token_ids_beyond_the_vocabulary():
     with pytest.raises(ValueError, match="vocab_size"):
         context_graph_fsa(ContextGraph([([7], None)], 1.0), 6)
+
+
+# ---------------------------------------------------------------- adaptive boosting (k2_adaptive_decode)
+
+def _frames(plan, V=6):
+    """Log-probs from a frame plan: each frame a dict token -> logit (others -4, blank 0 if absent)."""
+    logits = torch.full((len(plan), V), -4.0)
+    for t, d in enumerate(plan):
+        logits[t, 0] = d.get(0, 0.0)
+        for k, v in d.items():
+            logits[t, k] = v
+    return logits.log_softmax(-1)
+
+
+# two spoken pairs, each acoustically "1 2" by a little and "3 4" close behind; blanks between
+_PAIR = [{1: 4.0, 3: 3.6}, {0: 2.0}, {2: 4.0, 4: 3.6}, {0: 2.0}]
+TWO_PAIRS = _PAIR + [{0: 4.0}] + _PAIR
+
+
+def _best_gated(lp, g, gate, floor=5e-3):
+    """Brute force: the best alignment's acoustic score + gated bias (each token gated at the
+    frame where it starts), over every alignment through tokens above ``floor`` at each frame
+    (the others cost 6 nats or more, more than the bias of 2 here could give back)."""
+    opts = [[k for k in range(lp.shape[1]) if float(lp[t, k].exp()) > floor] for t in range(lp.shape[0])]
+    best, best_labels = float("-inf"), None
+    for path in itertools.product(*opts):
+        labels, starts, prev = [], [], None
+        for t, k in enumerate(path):
+            if k != prev and k != 0:
+                labels.append(k)
+                starts.append(float(gate[t]))
+            prev = k
+        s = sum(float(lp[t, k]) for t, k in enumerate(path)) + g.score_sequence(labels, starts)
+        if s > best:
+            best, best_labels = s, labels
+    return best_labels, best
+
+
+@pytest.mark.parametrize("gate_on, expect", [((1, 1), [3, 4, 3, 4]), ((1, 0), [3, 4, 1, 2]),
+                                             ((0, 1), [1, 2, 3, 4]), ((0, 0), [1, 2, 1, 2])])
+def test_adaptive_k2_boosts_only_where_the_gate_is_open(gate_on, expect):
+    from sltk.bias.k2_bias import k2_adaptive_decode
+
+    lp = _frames(TWO_PAIRS)
+    g = ContextGraph([([3, 4], None)], boost=1.0)
+    HB = biased_ctc_graph(build_ctc_topo(5), g)
+    gate = torch.tensor([gate_on[0]] * 4 + [0] + [gate_on[1]] * 4, dtype=torch.float32)
+    hyp, score = k2_adaptive_decode(lp[None], [9], HB, g, gate[None], return_scores=True)
+    ref, ref_score = _best_gated(lp, g, gate)
+    assert hyp[0] == ref == expect
+    assert float(score[0]) == pytest.approx(ref_score, abs=1e-4)
+    assert k2_biased_decode(lp[None], [9], HB)[0] == [3, 4, 3, 4]       # the ungated boost
+    assert ctc_k2_decode(lp[None], [9], build_ctc_topo(5))[0] == [1, 2, 1, 2]
+
+
+def test_adaptive_k2_refunds_what_was_granted_when_the_gate_closes():
+    # "3 4 5" is a catalog phrase; the audio says "1 2 1" with "3 4 ..." close behind. The gate
+    # is open on the first two tokens and closed where the match breaks: the refund must take
+    # back the gated bonus (net 0), not a gate-0 share of it (which would leave +2 and pick "3 4 1").
+    lp = _frames([{1: 4.0, 3: 3.6}, {0: 2.0}, {2: 4.0, 4: 3.6}, {0: 2.0}, {1: 4.0}])
+    g = ContextGraph([([3, 4, 5], None)], boost=1.0)
+    HB = biased_ctc_graph(build_ctc_topo(5), g)
+    gate = torch.tensor([1, 1, 1, 1, 0], dtype=torch.float32)
+    from sltk.bias.k2_bias import k2_adaptive_decode
+
+    hyp, score = k2_adaptive_decode(lp[None], [5], HB, g, gate[None], return_scores=True)
+    assert hyp[0] == prefix_beam_search(lp, beam=16, graph=g, gate=gate, prune_topk=6)[0][0] == [1, 2, 1]
+    # its score is the acoustic best path's: no bias left over
+    assert abs(float(score[0]) - float(lp.max(-1).values.sum())) < 1e-4
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_adaptive_k2_with_open_or_closed_gates_is_the_biased_or_plain_search(seed):
+    from sltk.bias.k2_bias import k2_adaptive_decode
+
+    lp = _peaky_case(seed)
+    H = build_ctc_topo(5)
+    g = ContextGraph([([1, 3, 4], None), ([5, 2], 1.0)], boost=1.5)
+    HB = biased_ctc_graph(H, g)
+    ones, zeros = torch.ones(1, 12), torch.zeros(1, 12)
+    assert k2_adaptive_decode(lp[None], [12], HB, g, ones) == k2_biased_decode(lp[None], [12], HB) == [[1, 3, 4, 5]]
+    assert k2_adaptive_decode(lp[None], [12], HB, g, zeros) == ctc_k2_decode(lp[None], [12], H) == [[1, 2, 4, 5]]
+    # a threshold above every gate closes them all
+    assert k2_adaptive_decode(lp[None], [12], HB, g, ones * 0.4, gate_threshold=0.5) == [[1, 2, 4, 5]]
+    with pytest.raises(ValueError, match="gates must have shape"):
+        k2_adaptive_decode(lp[None], [12], HB, g, torch.ones(12))

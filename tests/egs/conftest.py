@@ -28,9 +28,19 @@ def tiny_asr1(tmp_path_factory):
     assert r.returncode == 0, r.stderr[-4000:]
 
     def copy(name: str) -> Path:
-        shutil.copytree(ROOT / "egs" / "assistant" / name, egs / "assistant" / name, symlinks=True,
-                        ignore=shutil.ignore_patterns("data", "exp", ".run_snapshot*"))
-        return egs / "assistant" / name / "run.sh"
+        src, dst = ROOT / "egs" / "assistant" / name, egs / "assistant" / name
+        if not dst.exists():
+            shutil.copytree(src, dst, symlinks=True,
+                            ignore=shutil.ignore_patterns("data", "exp", ".run_snapshot*", ".bg_*", "bg_*.log"))
+            assistant = (ROOT / "egs" / "assistant").resolve()
+            # recipes whose scripts a link points to (local/x.py -> ../../other/local/x.py) come too
+            for link in src.rglob("*"):
+                if link.relative_to(src).parts[0] in ("data", "exp"):
+                    continue
+                target = link.resolve()
+                if link.is_symlink() and target.is_relative_to(assistant) and target.parts[len(assistant.parts)] != name:
+                    copy(target.parts[len(assistant.parts)])
+        return dst / "run.sh"
 
     return egs, env, copy
 

@@ -18,9 +18,9 @@
 #      a personal catalog per test utterance: its names + distractors (local/make_catalogs.py)
 #   3  train the context adapter (train-context-adapter; the base frozen)
 #   4  bias-decode the test set: baseline, encoder bias, decoder bias, both, both + adaptive
-#      (prefix beam search; the k2 lattice all but adaptive: its graph cannot gate per frame); score WER (with / without catalog
-#      words) and catalog-word precision, recall, F1 (compute-wer --utt2terms)
-#   5  catalog size: the full system (k2: without adaptive) with catalogs of --scale-sizes entries on --scale-utts
+#      (k2 lattice: adaptive boosting rescores the lattice's paths with the gated boost); score
+#      WER (with / without catalog words) and catalog-word precision, recall, F1 (compute-wer --utt2terms)
+#   5  catalog size: the full system (encoder + decoder + adaptive) with catalogs of --scale-sizes entries on --scale-utts
 #      test utterances: F1 and decoding time
 #   6  exp/<size>/results.md
 set -euo pipefail
@@ -158,7 +158,6 @@ if stage_in 4; then
   todo=""
   for m in $methods; do
     for c in $configs; do
-      [ "$m" = k2-lattice ] && [ "$c" = both_adaptive ] && continue   # a k2 graph cannot gate per frame
       stage_done "$exp/decode/$m/$c" || todo="$todo $m/$c"
     done
   done
@@ -187,8 +186,7 @@ if stage_in 5; then
       stage_done "$exp/scale/$m/$n" && continue
       log "Stage 5: catalogs of $n entries, $m, $scale_utts utterances"
       # one at a time: the timing is part of the result
-      full=both_adaptive; [ "$m" = k2-lattice ] && full=both
-      decode_score "$exp/scale/$m/$n" "$cats/utt2catalog" "$sub" --method "$m" $(cfg_args $full)
+      decode_score "$exp/scale/$m/$n" "$cats/utt2catalog" "$sub" --method "$m" $(cfg_args both_adaptive)
     done
   done
 fi
