@@ -47,14 +47,16 @@ NEEDS_K2 = {"fast_beam", "fast_beam_LG", "ctc_H", "ctc_HLG", "ctc_HLG_nbest"}
 @dataclass
 class DecodeOptions:
     beam: int = 4
-    fast_beam: float = 4.0
-    max_states: int = 32
+    fast_beam: float = 20.0             # icefall's defaults; 4 / 32 lost LG hypotheses (asr1 RESULTS.md)
+    max_states: int = 64
     max_contexts: int = 8
     search_beam: float = 20.0
     output_beam: float = 8.0
     num_paths: int = 100
     nbest_scale: float = 0.5
     lm_scale: float = 1.0               # scale of the LM scores in HLG / LG graphs
+    lg_fallback: bool = True            # fast_beam_LG: an utterance that no word sequence of LG explains
+                                        # (an out-of-vocabulary word) is decoded without LG
 
 
 def compile_lg(lang, lm_scale: float = 1.0):
@@ -129,6 +131,8 @@ class Decoder:
             ids = greedy_search(m, enc, enc_lens)
         elif meth == "modified_beam":
             ids = modified_beam_search(m, enc, enc_lens, beam=o.beam)
+        elif meth == "fast_beam_LG":
+            return self._fast_beam_lg(enc, enc_lens), enc, enc_lens
         elif meth.startswith("fast_beam"):
             ids = fast_beam_search(m, enc, enc_lens, graph=self.graph, beam=o.fast_beam, max_states=o.max_states,
                                    max_contexts=o.max_contexts, use_word_labels=self.words_out)
@@ -144,6 +148,26 @@ class Decoder:
                                     num_paths=o.num_paths, nbest_scale=o.nbest_scale)
         texts = [self.lang.words_to_text(h) if self.words_out else self.lang.tokens_to_text(h) for h in ids]
         return texts, enc, enc_lens
+
+    def _fast_beam_lg(self, enc: torch.Tensor, enc_lens: torch.Tensor) -> List[str]:
+        """fast_beam_LG. A word in no lexicon entry leaves every hypothesis of the LG search stuck
+        inside a word it cannot finish (or, without the fallback, ends the utterance at that word:
+        the best partial path). With ``lg_fallback``, utterances whose search reached no final
+        state of LG are decoded again without it (fast beam search over any token sequence);
+        ``self.fallbacks`` counts them."""
+        m, o = self.model, self.opts
+        kw = dict(beam=o.fast_beam, max_states=o.max_states, max_contexts=o.max_contexts)
+        ids = fast_beam_search(m, enc, enc_lens, graph=self.graph, use_word_labels=True,
+                               allow_partial=not o.lg_fallback, **kw)
+        texts = [self.lang.words_to_text(h) for h in ids]
+        redo = [i for i, h in enumerate(ids) if not h and int(enc_lens[i]) > 0] if o.lg_fallback else []
+        if redo:
+            idx = torch.tensor(redo, device=enc.device)
+            sub = fast_beam_search(m, enc[idx], enc_lens[idx], **kw)
+            for i, h in zip(redo, sub):
+                texts[i] = self.lang.tokens_to_text(h)
+            self.fallbacks = getattr(self, "fallbacks", 0) + len(redo)
+        return texts
 
     @torch.no_grad()
     def score(self, enc: torch.Tensor, enc_lens: torch.Tensor, texts: List[str]) -> List[float]:

@@ -10,7 +10,7 @@ context is finite.
 
 from __future__ import annotations
 
-from typing import Dict, List, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import torch
 
@@ -123,15 +123,17 @@ def modified_beam_search(model: Transducer, enc: torch.Tensor, enc_lens: torch.T
 @torch.no_grad()
 def fast_beam_search(model: Transducer, enc: torch.Tensor, enc_lens: torch.Tensor,
                      graph=None, beam: float = 4.0, max_states: int = 32, max_contexts: int = 8,
-                     use_word_labels: bool = False) -> List[List[int]]:
+                     use_word_labels: bool = False, allow_partial: Optional[bool] = None) -> List[List[int]]:
     """k2 fast beam search. ``graph``: a decoding graph (k2.Fsa) over tokens; None = the trivial
-    graph (any token sequence). With ``use_word_labels`` (an LG graph) word ids are returned."""
+    graph (any token sequence). With ``use_word_labels`` (an LG graph) word ids are returned.
+    ``allow_partial`` (default: when a graph is given): a stream that reached no final state of
+    the graph on its last frame gives its best partial path; without it, an empty hypothesis."""
     import k2
 
     if model.cfg.decoder != "stateless":
         raise ValueError("fast beam search needs the stateless prediction network (finite context)")
     vocab = model.cfg.vocab_size
-    partial = graph is not None
+    partial = graph is not None if allow_partial is None else allow_partial
     if graph is None:
         graph = k2.trivial_graph(vocab - 1, device=enc.device)
     cfg = k2.RnntDecodingConfig(vocab_size=vocab, decoder_history_len=model.cfg.context_size,
@@ -153,15 +155,10 @@ def fast_beam_search(model: Transducer, enc: torch.Tensor, enc_lens: torch.Tenso
     # leave the lattice without a final state and the utterance empty: keep such partial paths.
     lattice = streams.format_output(enc_lens.tolist(), allow_partial=partial)
     best = k2.shortest_path(lattice, use_double_scores=True)
-    out: List[List[int]] = []
+    from sltk.decode.ctc import _path_symbols
+
     labels_attr = "aux_labels" if use_word_labels and hasattr(best, "aux_labels") else "labels"
-    for i in range(n):
-        path = best[i]
-        lab = getattr(path, labels_attr)
-        if isinstance(lab, k2.RaggedTensor):
-            lab = lab.values
-        out.append([int(x) for x in lab.tolist() if x > 0])
-    return out
+    return _path_symbols(best, getattr(best, labels_attr)).tolist()
 
 
 METHODS = ("greedy", "modified_beam", "fast_beam")

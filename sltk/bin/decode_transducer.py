@@ -34,14 +34,17 @@ log = logging.getLogger("sltk")
               help="Decoding method; repeat for several (one output subdirectory each).")
 @click.option("--out-dir", required=True, help="Writes <out-dir>/<method>/{hyp.txt,ref.txt,scores.txt,rtf.json}.")
 @click.option("--beam", default=4, type=int, help="modified_beam: hypotheses kept.")
-@click.option("--fast-beam", default=4.0, type=float, help="fast_beam: log-prob beam of k2's search.")
-@click.option("--max-states", default=32, type=int, help="fast_beam: states kept per frame.")
+@click.option("--fast-beam", default=20.0, type=float, help="fast_beam: log-prob beam of k2's search.")
+@click.option("--max-states", default=64, type=int, help="fast_beam: states kept per frame.")
 @click.option("--max-contexts", default=8, type=int, help="fast_beam: decoder contexts per frame.")
 @click.option("--search-beam", default=20.0, type=float, help="ctc_*: intersect_dense_pruned search beam.")
 @click.option("--output-beam", default=8.0, type=float, help="ctc_*: lattice output beam.")
 @click.option("--num-paths", default=100, type=int, help="ctc_HLG_nbest: paths sampled.")
 @click.option("--nbest-scale", default=0.5, type=float, help="ctc_HLG_nbest: lattice score scale for sampling.")
 @click.option("--lm-scale", default=1.0, type=float, help="Scale of the n-gram LM in HLG/LG.")
+@click.option("--lg-fallback/--no-lg-fallback", default=True,
+              help="fast_beam_LG: decode an utterance without LG when no word sequence of LG explains it "
+                   "(a word outside the lexicon); without, it keeps the best partial path.")
 @click.option("--max-duration", default=300.0, type=float, help="Seconds of audio per batch.")
 @click.option("--device", default="cpu", type=click.Choice(["cpu", "cuda"]), help="Device.")
 @click.option("--num-threads", default=1, type=int, help="torch threads (RTF is measured with these).")
@@ -55,7 +58,7 @@ log = logging.getLogger("sltk")
 @click.option("--nna-mode", default="int", type=click.Choice(["int", "fake", "float"]),
               help="Emulated models: the integer path, the fake-quantized training forward, or float.")
 def main(checkpoint, cuts, lang_dir, methods, out_dir, beam, fast_beam, max_states, max_contexts, search_beam,
-         output_beam, num_paths, nbest_scale, lm_scale, max_duration, device, num_threads, nna_config, calib_cuts,
+         output_beam, num_paths, nbest_scale, lm_scale, lg_fallback, max_duration, device, num_threads, nna_config, calib_cuts,
          calib_utts, nna_mode):
     """Decode with greedy / beam / k2 fast beam search, or the CTC head with k2 lattices."""
     from sltk.decode.lang import load_lang
@@ -75,7 +78,7 @@ def main(checkpoint, cuts, lang_dir, methods, out_dir, beam, fast_beam, max_stat
         log.info("decoding on an emulated NNA: %s", nna)
     opts = DecodeOptions(beam=beam, fast_beam=fast_beam, max_states=max_states, max_contexts=max_contexts,
                          search_beam=search_beam, output_beam=output_beam, num_paths=num_paths,
-                         nbest_scale=nbest_scale, lm_scale=lm_scale)
+                         nbest_scale=nbest_scale, lm_scale=lm_scale, lg_fallback=lg_fallback)
     n_done = 0
     for method in methods:
         dec = Decoder(model, method, lang, opts, dev)
@@ -89,10 +92,14 @@ def main(checkpoint, cuts, lang_dir, methods, out_dir, beam, fast_beam, max_stat
         with atomic_open(out / "rtf.json") as f:
             json.dump({"method": method, "utterances": len(res["hyps"]), "audio_s": round(res["audio_s"], 3),
                        "decode_s": round(res["decode_s"], 3), "rtf": round(rtf, 5), "num_threads": num_threads,
-                       "device": device, "nna": nna or None}, f, indent=2)
+                       "device": device, "nna": nna or None,
+                       **({"lg_fallbacks": getattr(dec, "fallbacks", 0)} if method == "fast_beam_LG" else {})},
+                      f, indent=2)
         empty = sum(1 for h in res["hyps"].values() if not h)
-        log.info("%s: %d utterances, RTF %.4f (%.1f s for %.1f s of audio), %d empty hypotheses",
-                 method, len(res["hyps"]), rtf, res["decode_s"], res["audio_s"], empty)
+        fb = f", {getattr(dec, 'fallbacks', 0)} decoded without LG (no in-lexicon path)" \
+            if method == "fast_beam_LG" and opts.lg_fallback else ""
+        log.info("%s: %d utterances, RTF %.4f (%.1f s for %.1f s of audio), %d empty hypotheses%s",
+                 method, len(res["hyps"]), rtf, res["decode_s"], res["audio_s"], empty, fb)
         n_done += len(res["hyps"])
     summary(n_done, len(cutset) * len(methods), 0, extra=f"methods {', '.join(methods)} in {out_dir}")
 

@@ -110,11 +110,13 @@ def _output_labels(fsa: "k2.Fsa"):
     return fsa.aux_labels if hasattr(fsa, "aux_labels") else fsa.labels
 
 
-def _path_symbols(best: "k2.Fsa") -> "k2.RaggedTensor":
-    """Output symbols (> 0) along each FSA of a vector of linear FSAs: ragged [fsa][symbol]."""
+def _path_symbols(best: "k2.Fsa", labels=None) -> "k2.RaggedTensor":
+    """Output symbols (> 0) along each FSA of a vector of linear FSAs: ragged [fsa][symbol]
+    (``labels``: the arcs' symbols, by default the output labels). An FSA without arcs (an empty
+    lattice's best path) gives no symbols."""
     import k2
 
-    labels = _output_labels(best)
+    labels = _output_labels(best) if labels is None else labels
     arcs_shape = best.arcs.shape()  # [fsa][state][arc]
     if isinstance(labels, k2.RaggedTensor):  # [arc][symbol] (after determinization)
         shape = arcs_shape.compose(labels.shape).remove_axis(1).remove_axis(1)
