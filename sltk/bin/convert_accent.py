@@ -110,7 +110,9 @@ def train_judges(judge_dir, out_dir, epochs, hidden, seed):
 @click.option("--system", type=click.Choice(["plain", "remap", "remap+warp", "remap+warp+attend"]),
               default="remap+warp+attend", help="Conversion method (the ablations of `eval`).")
 @click.option("--vocoder", default="griffin-lim", help="Vocoder (sltk.tts.vocoder).")
-def convert(model, in_wav, out_wav, target_accent, source_accent, speaker, text, system, vocoder):
+@click.option("--latent-scale", type=click.FloatRange(min=0), default=1.0,
+              help="Scale of the source latents before the reverse pass (a temperature; 1: unchanged).")
+def convert(model, in_wav, out_wav, target_accent, source_accent, speaker, text, system, vocoder, latent_scale):
     """Convert IN_WAV (16 kHz mono) to --target-accent; write OUT_WAV."""
     import soundfile as sf
 
@@ -119,6 +121,7 @@ def convert(model, in_wav, out_wav, target_accent, source_accent, speaker, text,
     from sltk.vc.system import AccentConverter
 
     conv = AccentConverter.load(model)
+    conv.latent_scale = latent_scale
     conv.check_accent(target_accent)
     conv.check_accent(source_accent)
     conv.check_speaker(speaker)
@@ -154,8 +157,10 @@ def convert(model, in_wav, out_wav, target_accent, source_accent, speaker, text,
 @click.option("--no-text", is_flag=True,
               help="Analyse the sources without their transcripts: phones recognised by the model's phone "
                    "recognizer and mapped to the target accent by its learned phone-to-phone mapper.")
+@click.option("--latent-scale", type=click.FloatRange(min=0), default=1.0,
+              help="Scale of the source latents before the reverse pass, for every converting system.")
 def eval_(model, judges, eval_dir, out_dir, targets, max_pairs, num_wavs, asr_model, asr_lang, asr_features,
-          no_text):
+          no_text, latent_scale):
     """The five systems on the parallel EVAL_DIR: target-accent posterior, speaker cosine,
     MCD to the parallel target, duration against it (and CER); OUT_DIR/metrics.json, results.md."""
     from sltk.vc.evaluate import evaluate
@@ -166,7 +171,8 @@ def eval_(model, judges, eval_dir, out_dir, targets, max_pairs, num_wavs, asr_mo
             raise UserError("--asr-model needs --asr-lang and --asr-features")
         from sltk.tts.evaluate import AsrJudge
         asr = AsrJudge(asr_model, asr_lang, asr_features)
-    res = evaluate(model, judges, eval_dir, out_dir, targets, max_pairs, asr, num_wavs, use_text=not no_text)
+    res = evaluate(model, judges, eval_dir, out_dir, targets, max_pairs, asr, num_wavs, use_text=not no_text,
+                   latent_scale=latent_scale)
     md = (Path(out_dir) / "results.md").read_text()
     click.echo(md, nl=False)
     full, plain = res["remap+warp+attend"], res["plain"]

@@ -136,10 +136,13 @@ def mcd(ref: torch.Tensor, hyp: torch.Tensor) -> float:
 
 
 def evaluate(model_path, judges_path, eval_dir, out_dir, targets: str = "one", max_utts: int = 0,
-             asr: Optional[object] = None, num_wavs: int = 4, use_text: bool = True) -> Dict[str, Dict[str, float]]:
+             asr: Optional[object] = None, num_wavs: int = 4, use_text: bool = True,
+             latent_scale: float = 1.0) -> Dict[str, Dict[str, float]]:
     """``use_text``: analyse each source with its transcript (aligned phonemization), else
-    without (phones recognised, target phones from the phone-to-phone mapper)."""
+    without (phones recognised, target phones from the phone-to-phone mapper).
+    ``latent_scale``: :attr:`AccentConverter.latent_scale` of every converting system."""
     conv = AccentConverter.load(model_path)
+    conv.latent_scale = latent_scale
     judges = Judges(judges_path)
     utts = read_set(eval_dir)
     for u in utts:

@@ -51,6 +51,9 @@ class AccentConverter:
         self.mean, self.std = ck["norm"]["mean"], ck["norm"]["std"]
         self.mel_cfg = MelConfig(**ck["mel"])
         self.sigma = 0.3   # frames: close to hard alignment (latents are correlated in time)
+        # the source latents are scaled by this before the reverse pass (a sampling temperature:
+        # below 1 the target conditioning weighs more than what the latents kept of the source)
+        self.latent_scale = 1.0
 
     @classmethod
     def load(cls, path) -> "AccentConverter":
@@ -134,5 +137,5 @@ class AccentConverter:
             zt = attend(z, w)
         else:
             zt = stretch(z, T)
-        y = self.model.reverse(zt[None], self._cond(units, durs, a.speaker, target))[0]
+        y = self.model.reverse(zt[None] * self.latent_scale, self._cond(units, durs, a.speaker, target))[0]
         return y * self.std + self.mean

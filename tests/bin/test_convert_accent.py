@@ -75,6 +75,27 @@ def test_remap_to_the_same_accent_is_the_identity(trained):
     assert y.shape[1] == 80 and float((y[: min(len(y), len(a.mel))] - a.mel[: min(len(y), len(a.mel))]).abs().max()) > 0
 
 
+def test_latent_scale_zero_decodes_the_conditioning_alone(trained):
+    import torch
+
+    from sltk.audio.io import read_audio
+    from sltk.vc.system import AccentConverter
+
+    _, data, exp, _ = trained
+    conv = AccentConverter.load(exp / "flow" / "final.pt")
+    wavs = sorted((data / "wav").glob("m3_p0_r100-enus-eval*.wav"))
+    text = dict(l.split(" ", 1) for l in (data / "eval" / "text").read_text().splitlines())[wavs[0].stem]
+    a = conv.analyse(read_audio(str(wavs[0]))[0], "en-us", "m3_p0_r100", text)
+    full = conv.convert(a, "en-us", "plain")
+    conv.latent_scale = 0.0
+    y = conv.convert(a, "en-us", "plain")
+    # z = 0: the flow's reverse pass of the conditioning only, whatever the audio was
+    cond = conv._cond(a.units, a.durations, a.speaker, "en-us")
+    ref = conv.model.reverse(torch.zeros(1, a.mel.shape[0], a.mel.shape[1]), cond)[0] * conv.std + conv.mean
+    assert y.shape == full.shape and float((y - ref).abs().max()) < 1e-4
+    assert float((y - full).abs().max()) > 1e-3
+
+
 def test_convert_and_eval(trained, tmp_path, capsys):
     _, data, exp, _ = trained
     wav = sorted((data / "wav").glob("f2_p0_r100-enus-eval*.wav"))[0]
