@@ -17,8 +17,9 @@ adapter attends to catalog entries at frame t, e.g. ``bias_gate`` of
 ``gate[t]`` if ``gate[t] >= gate_threshold``, else by 0. Refunds take back exactly what was
 granted to the tokens they drop (each token keeps the gate of its emission frame; see
 :meth:`ContextGraph.forward_gated`), whatever the gate at the frame of the refund. A
-prefix's bias is fixed when the prefix is first created (the frame of its last token's
-first emission); later alignments of the same prefix add acoustic probability only.
+token's gate is that of the frame where its most probable alignment emits it (the prefix's
+bias is re-priced when a more probable emission of its last token appears; a prefix first
+created by an improbable early emission does not keep that frame's gate).
 
 Pruning: at each frame only the ``prune_topk`` tokens with the highest log-probability
 (default: ``beam``), optionally only those above ``prune_logprob``, can be emitted; the
@@ -110,8 +111,9 @@ def prefix_beam_search(
         top_val, top_idx = lp.topk(k, dim=-1)
         top_val, top_idx = top_val.tolist(), top_idx.tolist()
 
-    # prefix -> [log P(ends in blank), log P(ends in non-blank), graph state, bias, gates of the match]
-    beams = {(): [0.0, NEG_INF, 0, 0.0, ()]}
+    # prefix -> [log P(ends in blank), log P(ends in non-blank), graph state, bias, gates of the match,
+    #            (gated) log P of the best alignment's emission of the last token, the bias it was priced at]
+    beams = {(): [0.0, NEG_INF, 0, 0.0, (), NEG_INF]}
     for t in range(T):
         row = rows[t]
         p_blank = row[blank]
@@ -119,11 +121,11 @@ def prefix_beam_search(
                  if c != blank and (prune_logprob is None or v >= prune_logprob or v == top_val[t][0])]
         g_t = gates[t] if gates is not None else 1.0
         nxt = {}
-        for prefix, (pb, pnb, st, bias, gts) in beams.items():
+        for prefix, (pb, pnb, st, bias, gts, be) in beams.items():
             ptot = _lae(pb, pnb)
             e = nxt.get(prefix)
             if e is None:
-                e = nxt[prefix] = [NEG_INF, NEG_INF, st, bias, gts]
+                e = nxt[prefix] = [NEG_INF, NEG_INF, st, bias, gts, be]
             e[0] = _lae(e[0], ptot + p_blank)
             last = prefix[-1] if prefix else -1
             if prefix:
@@ -137,16 +139,19 @@ def prefix_beam_search(
                 if e2 is None:
                     old = beams.get(newp)
                     if old is not None:
-                        e2 = [NEG_INF, NEG_INF, old[2], old[3], old[4]]
+                        e2 = [NEG_INF, NEG_INF, old[2], old[3], old[4], old[5]]
                     elif graph is None:
-                        e2 = [NEG_INF, NEG_INF, 0, 0.0, ()]
+                        e2 = [NEG_INF, NEG_INF, 0, 0.0, (), NEG_INF]
                     elif gates is None:
                         ns, d = graph.forward(st, c)
-                        e2 = [NEG_INF, NEG_INF, ns, bias + d, ()]
+                        e2 = [NEG_INF, NEG_INF, ns, bias + d, (), NEG_INF]
                     else:
-                        ns, ng, d = graph.forward_gated(st, gts, c, g_t)
-                        e2 = [NEG_INF, NEG_INF, ns, bias + d, ng]
+                        e2 = [NEG_INF, NEG_INF, 0, 0.0, (), NEG_INF]
                     nxt[newp] = e2
+                if gates is not None and graph is not None and add > e2[5]:
+                    # the token's bonus follows the gate of its most probable emission frame
+                    ns, ng, d = graph.forward_gated(st, gts, c, g_t)
+                    e2[2], e2[3], e2[4], e2[5] = ns, bias + d, ng, add
                 e2[1] = _lae(e2[1], add)
         if len(nxt) > beam:
             kept = heapq.nlargest(beam, nxt.items(), key=lambda kv: _lae(kv[1][0], kv[1][1]) + kv[1][3])
@@ -155,7 +160,7 @@ def prefix_beam_search(
             beams = nxt
 
     out = []
-    for prefix, (pb, pnb, st, bias, gts) in beams.items():
+    for prefix, (pb, pnb, st, bias, gts, _) in beams.items():
         score = _lae(pb, pnb) + bias
         if graph is not None:
             score += graph.finalize(st) if gates is None else graph.finalize_gated(st, gts)

@@ -224,6 +224,9 @@ def test_adaptive_k2_boosts_only_where_the_gate_is_open(gate_on, expect):
     hyp, score = k2_adaptive_decode(lp[None], [9], HB, g, gate[None], return_scores=True)
     ref, ref_score = _best_gated(lp, g, gate)
     assert hyp[0] == ref == expect
+    # the prefix beam prices each token at its most probable emission frame: the same answer
+    # (pricing at a prefix's first, improbable emission gave "3 4 3 4" for gates (1, 0))
+    assert prefix_beam_search(lp, beam=16, graph=g, gate=gate, prune_topk=6)[0][0] == expect
     assert float(score[0]) == pytest.approx(ref_score, abs=1e-4)
     assert k2_biased_decode(lp[None], [9], HB)[0] == [3, 4, 3, 4]       # the ungated boost
     assert ctc_k2_decode(lp[None], [9], build_ctc_topo(5))[0] == [1, 2, 1, 2]
