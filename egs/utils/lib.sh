@@ -83,17 +83,28 @@ mark_done() {
   mv -f "$tmp" "$marker"
 }
 
+# Each job writes its exit status to a file: `wait PID` alone is not reliable over a long run,
+# where the polling below forks thousands of subshells, PIDs wrap around, and bash forgets the
+# status of a finished job whose PID was reused (wait then says 127: a false failure).
 __lib_pids=()
+__lib_status=""
 spawn() {
   while [ "$(jobs -rp | wc -l)" -ge "${nj:-1}" ]; do sleep 0.5; done
-  "$@" &
+  [ -n "$__lib_status" ] || __lib_status=$(mktemp -d "${TMPDIR:-/tmp}/sltk-spawn.XXXXXX")
+  local i=${#__lib_pids[@]}
+  ( "$@"; echo $? > "$__lib_status/$i" ) &
   __lib_pids+=($!)
 }
 
 wait_all() {
-  local p failed=0
-  for p in "${__lib_pids[@]}"; do wait "$p" || failed=$((failed + 1)); done
+  local p i failed=0
+  for p in "${__lib_pids[@]}"; do wait "$p" 2>/dev/null || true; done
+  for ((i = 0; i < ${#__lib_pids[@]}; i++)); do
+    [ "$(cat "$__lib_status/$i" 2>/dev/null)" = 0 ] || failed=$((failed + 1))
+  done
   __lib_pids=()
+  [ -z "$__lib_status" ] || rm -rf "$__lib_status"
+  __lib_status=""
   [ "$failed" -eq 0 ] || die "$failed job(s) failed; see the logs named above"
 }
 

@@ -166,3 +166,16 @@ def test_require_positive_int(tmp_path, value, ok):
     else:
         assert r.returncode == 1 and r.stdout == ""
         assert f"--max-steps must be a positive integer, not '{value}'" in r.stderr
+
+
+def test_spawn_and_wait_all_count_real_failures_only(tmp_path):
+    ok = bash(tmp_path, 'nj=2\njob() { sleep 0.05; return "$1"; }\n'
+                       'for i in 1 2 3 4 5; do spawn job 0; done\nwait_all\necho "five ok"')
+    assert ok.returncode == 0 and "five ok" in ok.stdout
+    bad = bash(tmp_path, 'nj=2\njob() { sleep 0.05; return "$1"; }\ndying() { die "inside"; }\n'
+                        'spawn job 0; spawn job 3; spawn dying; spawn job 0\nwait_all\necho never')
+    assert bad.returncode != 0 and "2 job(s) failed" in bad.stderr and "never" not in bad.stdout
+    # a job whose PID bash no longer knows (reused by another process) is not a failure: the
+    # status comes from the job itself, not from `wait`
+    forgot = bash(tmp_path, 'job() { sleep 0.05; }\nspawn job\nspawn job\n__lib_pids[0]=1\nwait_all\necho "no false failure"')
+    assert forgot.returncode == 0 and "no false failure" in forgot.stdout
