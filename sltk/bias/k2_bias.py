@@ -64,6 +64,7 @@ import k2
 import torch
 
 from sltk.bias.context_graph import ContextGraph
+from sltk.bias.prefix_beam import gate_values
 from sltk.decode.ctc import ctc_k2_decode
 from sltk.decode.graphs import fsa_from_arcs
 
@@ -195,13 +196,6 @@ def k2_biased_decode(
                          subsampling_factor=subsampling_factor, method="1best", return_scores=return_scores)
 
 
-def _gated(gate: torch.Tensor, threshold: float) -> List[float]:
-    g = torch.as_tensor(gate, dtype=torch.float32).detach().cpu().reshape(-1)
-    if g.numel() and (g.min() < 0 or g.max() > 1):
-        raise ValueError("gate values must lie in [0, 1]")
-    return [x if x >= threshold else 0.0 for x in g.tolist()]
-
-
 def k2_adaptive_decode(
     logprobs: torch.Tensor,
     lens: Union[torch.Tensor, Sequence[int]],
@@ -268,10 +262,10 @@ def k2_adaptive_decode(
     frames = lattice.frame.long()
     shape = lattice.arcs.shape()  # [fsa][state][arc]
     arc_fsa = shape.row_ids(1).long()[shape.row_ids(2).long()]
-    gate_lists = [_gated(gates[i], gate_threshold) for i in index]
+    gate_lists = [gate_values(gates[i], gate_threshold) for i in index]
     # the per-arc gate of each arc's frame (final arcs: the last frame), for the proposal path
     T = gates.shape[1]
-    g_tab = torch.tensor([g + [0.0] * (T - len(g)) for g in gate_lists], dtype=torch.float32).reshape(len(index), T)
+    g_tab = torch.tensor(gate_lists, dtype=torch.float32).reshape(len(index), T)
     g_arc = g_tab.to(dev)[arc_fsa, frames.clamp(max=max(T - 1, 0))] if T else torch.zeros_like(total)
 
     lattice.arc_id = torch.arange(lattice.num_arcs, dtype=torch.int32, device=dev)

@@ -57,6 +57,19 @@ def _lae(a: float, b: float) -> float:
     return b + math.log1p(math.exp(a - b))
 
 
+def gate_values(gate, threshold: float = 0.0, num_frames: Optional[int] = None) -> List[float]:
+    """The per-frame gate of adaptive boosting as floats: values below ``threshold`` become 0.
+
+    Raises ValueError when a value lies outside [0, 1] or, with ``num_frames``, when the number
+    of values differs from it."""
+    g = torch.as_tensor(gate, dtype=torch.float32).detach().cpu().reshape(-1)
+    if num_frames is not None and g.numel() != num_frames:
+        raise ValueError(f"got {g.numel()} gate values for {num_frames} frames")
+    if g.numel() and (g.min() < 0 or g.max() > 1):
+        raise ValueError("gate values must lie in [0, 1]")
+    return [x if x >= threshold else 0.0 for x in g.tolist()]
+
+
 def prefix_beam_search(
     logprobs: torch.Tensor,
     blank: int = 0,
@@ -93,14 +106,7 @@ def prefix_beam_search(
         raise ValueError(f"beam must be >= 1, got {beam}")
     if graph is not None and graph.is_empty:
         graph = None  # bias 0 everywhere: the plain search
-    gates: Optional[List[float]] = None
-    if gate is not None:
-        gate = torch.as_tensor(gate, dtype=torch.float32).detach().cpu().reshape(-1)
-        if gate.numel() != T:
-            raise ValueError(f"got {gate.numel()} gate values for {T} frames")
-        if gate.numel() and (gate.min() < 0 or gate.max() > 1):
-            raise ValueError("gate values must lie in [0, 1]")
-        gates = [g if g >= gate_threshold else 0.0 for g in gate.tolist()]
+    gates: Optional[List[float]] = None if gate is None else gate_values(gate, gate_threshold, T)
     k = min(V, prune_topk if prune_topk is not None else beam)
     if k < 1:
         raise ValueError(f"prune_topk must be >= 1, got {prune_topk}")

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from sltk.bias.context_graph import ContextGraph
-from sltk.bias.prefix_beam import prefix_beam_search, prefix_beam_search_batch
+from sltk.bias.prefix_beam import gate_values, prefix_beam_search, prefix_beam_search_batch
 from sltk.decode.ctc import ctc_greedy
 
 
@@ -162,3 +162,14 @@ def test_bad_arguments():
         prefix_beam_search(lp, beam=0)
     with pytest.raises(ValueError, match="lengths"):
         prefix_beam_search_batch(lp[None], [6])
+
+
+def test_gate_values_threshold_and_errors():
+    assert gate_values(torch.tensor([0.2, 0.5, 0.9, 1.0]), threshold=0.5) == [0.0, 0.5, pytest.approx(0.9), 1.0]
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        gate_values([0.5, 1.2])
+    with pytest.raises(ValueError, match="3 gate values for 2 frames"):
+        gate_values([0.1, 0.2, 0.3], num_frames=2)
+    lp = torch.log_softmax(torch.randn(4, 5), dim=-1)
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        prefix_beam_search(lp, beam=4, gate=torch.tensor([0.1, -0.1, 0.5, 0.5]))
