@@ -96,3 +96,15 @@ def test_tiny_pate_recipe_end_to_end(tiny_asr1):
                      (["--mechanisms", "lnmax2"], "--mechanisms"), (["--num-teacherz", "3"], "--num-teacherz")):
         r = subprocess.run([str(run), "--size", "tiny", *bad], capture_output=True, text=True, env=env)
         assert r.returncode != 0 and msg in r.stderr, (bad, r.stderr[-500:])
+
+    # an aggregation that answers no query (threshold far above the number of teachers) gives an
+    # empty label set: its student is trained on the public seed alone
+    r = subprocess.run([str(run), "--size", "tiny", "--stage", "4", "--stop-stage", "5", "--mechanisms",
+                        "confident-gnmax", "--eps-list", "50", "--threshold-frac", "100"],
+                       capture_output=True, text=True, env=env, timeout=600)
+    assert r.returncode == 0, r.stderr[-4000:]
+    d = data / "pate" / "confident-gnmax_eps50"
+    assert json.loads((d / "privacy.json").read_text())["answered"] == 0
+    assert not (d / "text").read_text().strip() and "answered no query" in r.stderr
+    assert (exp / "student_confident-gnmax_eps50" / "final.pt").is_file()
+    assert (d / "train.jsonl.gz").read_bytes() == (split / "public_seed" / "cuts.jsonl.gz").read_bytes()

@@ -227,8 +227,13 @@ if stage_in 5; then
       d=$data/pate/${mech}_eps$e
       [ -f "$exp/student_${mech}_eps$e/final.pt" ] && continue
       stage_done "$d" || die "no $d: run stage 4"
-      [ -f "$d/train.jsonl.gz" ] || lhotse combine "$split/public_seed/cuts.jsonl.gz" "$d/cuts.jsonl.gz" \
-        "$d/train.jsonl.gz"
+      if [ ! -f "$d/train.jsonl.gz" ]; then
+        if [ -s "$d/text" ]; then
+          lhotse combine "$split/public_seed/cuts.jsonl.gz" "$d/cuts.jsonl.gz" "$d/train.jsonl.gz"
+        else   # no query answered: the student is trained on the public seed alone
+          cp "$split/public_seed/cuts.jsonl.gz" "$d/train.jsonl.gz"
+        fi
+      fi
       log "Stage 5: student of $mech at eps $e: seed + $(wc -l < "$d/text") labelled queries, $student_steps steps"
       spawn train_model "$exp/student_${mech}_eps$e" "$student_steps" "$d/train.jsonl.gz" --init-checkpoint "$public"
     done
