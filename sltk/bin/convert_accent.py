@@ -67,13 +67,20 @@ def make_data(out_dir, accents, voices, train_per_voice, judge_per_voice, eval_s
               help="Epochs of the phone recognizer (sources without text).")
 @click.option("--seed", type=int, default=0, help="Random seed.")
 @click.option("--max-utts", type=click.IntRange(min=0), default=0, help="Use only the first N utterances (0: all).")
+@click.option("--cond-prior/--no-cond-prior", default=False,
+              help="A conditional prior N(mu(c), sigma(c)^2) on the flow's latents, predicted from the phones, "
+                   "speaker and accent (Glow-TTS style).")
+@click.option("--cond-context", type=click.IntRange(min=0), default=0,
+              help="Dilated convolutions (dilation 2, 4, ...) that widen the conditioning's context beyond the "
+                   "frame's phone (3: about 60 frames each side).")
 def train(data_dir, out_dir, epochs, batch_size, crop, lr, steps, hidden, noise, aligner_iterations,
-          recognizer_epochs, seed, max_utts):
+          recognizer_epochs, seed, max_utts, cond_prior, cond_context):
     """Train the flow (and its aligner, duration, phone-mapping and recognizer models) on the
     non-parallel DATA_DIR; OUT_DIR/final.pt. Rerunning resumes from OUT_DIR/last.pt."""
     from sltk.vc.train import TrainConfig, train as run
 
-    cfg = TrainConfig(epochs, batch_size, crop, lr, steps, hidden, noise, aligner_iterations, recognizer_epochs, seed)
+    cfg = TrainConfig(epochs, batch_size, crop, lr, steps, hidden, noise, aligner_iterations, recognizer_epochs, seed,
+                      cond_prior, cond_context)
     path = run(data_dir, out_dir, cfg, max_utts)
     import torch
     ck = torch.load(path, weights_only=False)

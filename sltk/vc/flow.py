@@ -8,7 +8,11 @@ invertible with a cheap log-determinant, so
 
     log p(x | c) = log N(f(x; c); 0, I) + log |det df/dx|
 
-is exact and training maximises it. The conditioning ``c`` of each frame is
+is exact and training maximises it. With ``cond_prior`` the base distribution is conditional
+too, N(mu(c), sigma(c)^2) per frame and channel (Glow-TTS's text-conditioned prior), written as
+a last invertible layer (:class:`CondAffine`, z -> (z - mu(c)) / sigma(c)) so that the flow's
+output is always standard normal: the conditioning then predicts the frames' means directly,
+and the residual latents need not carry what the phones already say. The conditioning ``c`` of each frame is
 :class:`CondEncoder`'s: the frame's phone (embedding and position within the phone) and
 the accent, through a few convolutions over time, with the speaker embedding appended.
 
@@ -38,6 +42,8 @@ class FlowConfig:
     cond_dim: int = 64
     speaker_dim: int = 16
     accent_dim: int = 16
+    cond_prior: bool = False    # a conditional base distribution (CondAffine as the last layer)
+    cond_context: int = 0       # dilated residual convolutions after the conditioning's two (wider context)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -117,10 +123,38 @@ class AffineCoupling(nn.Module):
         return torch.cat([ya, (yb - t) * torch.exp(-s)], 1)
 
 
+class CondAffine(nn.Module):
+    """The conditional prior as a layer: y = (x - mu(c)) * exp(-logs(c)), with (mu, logs) from
+    the conditioning alone by two convolutions over time; log|det| = -sum logs. ``logs`` is
+    bounded to (-2, 2) by a scaled tanh, and the last convolution starts at zero (the identity)."""
+
+    def __init__(self, channels: int, cond_dim: int, hidden: int):
+        super().__init__()
+        self.channels = channels
+        self.net = nn.Sequential(nn.Conv1d(cond_dim, hidden, 3, padding=1), nn.ReLU(),
+                                 nn.Conv1d(hidden, 2 * channels, 3, padding=1))
+        nn.init.zeros_(self.net[-1].weight)
+        nn.init.zeros_(self.net[-1].bias)
+
+    def stats(self, cond):
+        h = self.net(cond)
+        return h[:, : self.channels], 2.0 * torch.tanh(h[:, self.channels:] / 2.0)
+
+    def forward(self, x, cond):
+        mu, logs = self.stats(cond)
+        return (x - mu) * torch.exp(-logs), -logs.sum(dim=(1, 2))
+
+    def reverse(self, y, cond):
+        mu, logs = self.stats(cond)
+        return y * torch.exp(logs) + mu
+
+
 class CondEncoder(nn.Module):
     """Frame-aligned conditioning: phone embedding + position in the phone + accent embedding,
-    two convolutions over time, then the speaker embedding appended. (B, T) ids, (B, T, 2)
-    positions, (B,) speaker and accent ids -> (B, cond_dim + speaker_dim, T)."""
+    two convolutions over time (a context of 4 frames each side), ``cond_context`` residual
+    convolutions dilated 2, 4, 8, ... (kernel 5: cond_context = 3 sees 60 frames each side,
+    several phones), then the speaker embedding appended. (B, T) ids, (B, T, 2) positions,
+    (B,) speaker and accent ids -> (B, cond_dim + speaker_dim, T)."""
 
     def __init__(self, cfg: FlowConfig):
         super().__init__()
@@ -130,13 +164,21 @@ class CondEncoder(nn.Module):
         self.convs = nn.Sequential(
             nn.Conv1d(cfg.phone_dim + 2 + cfg.accent_dim, cfg.cond_dim, 5, padding=2), nn.ReLU(),
             nn.Conv1d(cfg.cond_dim, cfg.cond_dim, 5, padding=2), nn.ReLU())
+        self.context = nn.ModuleList(
+            nn.Sequential(nn.Conv1d(cfg.cond_dim, cfg.cond_dim, 5, padding=2 * 2 ** (i + 1), dilation=2 ** (i + 1)),
+                          nn.ReLU())
+            for i in range(cfg.cond_context))
         self.out_dim = cfg.cond_dim + cfg.speaker_dim
+        # frames each side that one output frame depends on
+        self.receptive_field = 4 + sum(2 * 2 ** (i + 1) for i in range(cfg.cond_context))
 
     def forward(self, phones, pos, speaker, accent):
         T = phones.shape[1]
         a = self.accent(accent)[:, :, None].expand(-1, -1, T)
         h = torch.cat([self.phone(phones).transpose(1, 2), pos.transpose(1, 2), a], 1)
         h = self.convs(h)
+        for block in self.context:
+            h = h + block(h)
         s = self.speaker(speaker)[:, :, None].expand(-1, -1, T)
         return torch.cat([h, s], 1)
 
@@ -150,6 +192,8 @@ class AccentFlow(nn.Module):
         for _ in range(cfg.steps):
             layers += [ActNorm(cfg.num_mels), InvConv1x1(cfg.num_mels),
                        AffineCoupling(cfg.num_mels, self.encoder.out_dim, cfg.hidden)]
+        if cfg.cond_prior:
+            layers.append(CondAffine(cfg.num_mels, self.encoder.out_dim, cfg.hidden))
         self.layers = nn.ModuleList(layers)
 
     @property
@@ -160,7 +204,8 @@ class AccentFlow(nn.Module):
         return self.encoder(phones, pos, speaker, accent)
 
     def forward(self, x: torch.Tensor, cond: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-        """x (B, T, num_mels) -> z (B, T, num_mels) and log|det dz/dx| (B,)."""
+        """x (B, T, num_mels) -> z (B, T, num_mels) and log|det dz/dx| (B,). With ``cond_prior``
+        z is the residual against the conditional prior (standard normal either way)."""
         h = x.transpose(1, 2)
         logdet = x.new_zeros(x.shape[0])
         for layer in self.layers:

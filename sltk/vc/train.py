@@ -52,6 +52,8 @@ class TrainConfig:
     aligner_iterations: int = 6
     recognizer_epochs: int = 8
     seed: int = 0
+    cond_prior: bool = False        # conditional base distribution (sltk.vc.flow.CondAffine)
+    cond_context: int = 0           # dilated context convolutions of the conditioning (sltk.vc.flow.CondEncoder)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -137,7 +139,8 @@ def train(data_dir, out_dir, cfg: TrainConfig, max_utts: int = 0) -> Path:
         _save(prep_path, prep)
     vocab = PhoneVocab.from_list(prep["vocab"])
     fcfg = FlowConfig(num_mels=mel_cfg.num_mels, num_phones=len(vocab), num_speakers=len(prep["speakers"]),
-                      num_accents=len(prep["accents"]), steps=cfg.steps, hidden=cfg.hidden)
+                      num_accents=len(prep["accents"]), steps=cfg.steps, hidden=cfg.hidden,
+                      cond_prior=cfg.cond_prior, cond_context=cfg.cond_context)
     torch.manual_seed(cfg.seed)
     model = AccentFlow(fcfg)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
@@ -152,7 +155,8 @@ def train(data_dir, out_dir, cfg: TrainConfig, max_utts: int = 0) -> Path:
     last = out / "last.pt"
     if last.is_file():
         ck = torch.load(last, weights_only=False)
-        if ck["config"] != fcfg.to_dict() or ck["train_config"] != cfg.to_dict():
+        # keys added since the checkpoint was written take their defaults
+        if FlowConfig(**ck["config"]) != fcfg or TrainConfig(**ck["train_config"]) != cfg:
             raise UserError(f"{last} was trained with another configuration; use a new directory")
         model.load_state_dict(ck["state"])
         opt.load_state_dict(ck["optimizer"])
@@ -162,24 +166,25 @@ def train(data_dir, out_dir, cfg: TrainConfig, max_utts: int = 0) -> Path:
     min_len = min(x[0].shape[0] for x in data)
     crop = min(cfg.crop, min_len)
     steps = max(1, math.ceil(total_frames / (cfg.batch_size * crop)))
+    margin = model.encoder.receptive_field
     for epoch in range(start, cfg.epochs):
         rng = random.Random(f"{cfg.seed}-{epoch}")
         gen = torch.Generator().manual_seed(cfg.seed * 1000 + epoch)
         model.train()
         tot = 0.0
         for _ in progress(range(steps), desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="batch"):
-            xs, ids, poss, ss, aa = [], [], [], [], []
+            xs, conds = [], []
             for _ in range(cfg.batch_size):
                 x, i, p, s, a = data[rng.randrange(len(data))]
                 o = rng.randrange(x.shape[0] - crop + 1)
                 xs.append(x[o:o + crop])
-                ids.append(i[o:o + crop])
-                poss.append(p[o:o + crop])
-                ss.append(s)
-                aa.append(a)
+                # the conditioning sees the frames around the crop, as it does at conversion
+                lo, hi = max(0, o - margin), min(x.shape[0], o + crop + margin)
+                c = model.condition(i[None, lo:hi], p[None, lo:hi], torch.tensor([s]), torch.tensor([a]))
+                conds.append(c[0, :, o - lo:o - lo + crop])
             x = torch.stack(xs)
             x = x + cfg.noise * torch.randn(x.shape, generator=gen)
-            cond = model.condition(torch.stack(ids), torch.stack(poss), torch.tensor(ss), torch.tensor(aa))
+            cond = torch.stack(conds)
             loss = nll_per_dim(model, x, cond)
             opt.zero_grad()
             loss.backward()
