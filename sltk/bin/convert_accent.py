@@ -67,10 +67,10 @@ def make_data(out_dir, accents, voices, train_per_voice, judge_per_voice, eval_s
               help="Epochs of the phone recognizer (sources without text).")
 @click.option("--seed", type=int, default=0, help="Random seed.")
 @click.option("--max-utts", type=click.IntRange(min=0), default=0, help="Use only the first N utterances (0: all).")
-@click.option("--cond-prior/--no-cond-prior", default=False,
+@click.option("--cond-prior/--no-cond-prior", default=True,
               help="A conditional prior N(mu(c), sigma(c)^2) on the flow's latents, predicted from the phones, "
                    "speaker and accent (Glow-TTS style).")
-@click.option("--cond-context", type=click.IntRange(min=0), default=0,
+@click.option("--cond-context", type=click.IntRange(min=0), default=3,
               help="Dilated convolutions (dilation 2, 4, ...) that widen the conditioning's context beyond the "
                    "frame's phone (3: about 60 frames each side).")
 def train(data_dir, out_dir, epochs, batch_size, crop, lr, steps, hidden, noise, aligner_iterations,
@@ -119,7 +119,11 @@ def train_judges(judge_dir, out_dir, epochs, hidden, seed):
 @click.option("--vocoder", default="griffin-lim", help="Vocoder (sltk.tts.vocoder).")
 @click.option("--latent-scale", type=click.FloatRange(min=0), default=1.0,
               help="Scale of the source latents before the reverse pass (a temperature; 1: unchanged).")
-def convert(model, in_wav, out_wav, target_accent, source_accent, speaker, text, system, vocoder, latent_scale):
+@click.option("--warp", type=click.Choice(["relative", "absolute"]), default="relative",
+              help="Duration warping: relative (each word stretched by the accents' typical length ratio, the "
+                   "source's rhythm kept) or absolute (every phone at its target-accent mean duration).")
+def convert(model, in_wav, out_wav, target_accent, source_accent, speaker, text, system, vocoder, latent_scale,
+            warp):
     """Convert IN_WAV (16 kHz mono) to --target-accent; write OUT_WAV."""
     import soundfile as sf
 
@@ -129,6 +133,7 @@ def convert(model, in_wav, out_wav, target_accent, source_accent, speaker, text,
 
     conv = AccentConverter.load(model)
     conv.latent_scale = latent_scale
+    conv.warp = warp
     conv.check_accent(target_accent)
     conv.check_accent(source_accent)
     conv.check_speaker(speaker)
@@ -166,8 +171,11 @@ def convert(model, in_wav, out_wav, target_accent, source_accent, speaker, text,
                    "recognizer and mapped to the target accent by its learned phone-to-phone mapper.")
 @click.option("--latent-scale", type=click.FloatRange(min=0), default=1.0,
               help="Scale of the source latents before the reverse pass, for every converting system.")
+@click.option("--warp", type=click.Choice(["relative", "absolute"]), default="relative",
+              help="Duration warping: relative (each word stretched by the accents' typical length ratio, the "
+                   "source's rhythm kept) or absolute (every phone at its target-accent mean duration).")
 def eval_(model, judges, eval_dir, out_dir, targets, max_pairs, num_wavs, asr_model, asr_lang, asr_features,
-          no_text, latent_scale):
+          no_text, latent_scale, warp):
     """The five systems on the parallel EVAL_DIR: target-accent posterior, speaker cosine,
     MCD to the parallel target, duration against it (and CER); OUT_DIR/metrics.json, results.md."""
     from sltk.vc.evaluate import evaluate
@@ -179,7 +187,7 @@ def eval_(model, judges, eval_dir, out_dir, targets, max_pairs, num_wavs, asr_mo
         from sltk.tts.evaluate import AsrJudge
         asr = AsrJudge(asr_model, asr_lang, asr_features)
     res = evaluate(model, judges, eval_dir, out_dir, targets, max_pairs, asr, num_wavs, use_text=not no_text,
-                   latent_scale=latent_scale)
+                   latent_scale=latent_scale, warp=warp)
     md = (Path(out_dir) / "results.md").read_text()
     click.echo(md, nl=False)
     full, plain = res["remap+warp+attend"], res["plain"]

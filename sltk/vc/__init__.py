@@ -6,9 +6,10 @@
 - :mod:`sltk.vc.data`: the synthetic multi-accent corpus (non-parallel train, held-apart
   judge data, a parallel evaluation set);
 - :mod:`sltk.vc.flow`: the conditional flow (actnorm, invertible 1x1 mixing, affine
-  couplings) and its conditioning encoder;
+  couplings, optionally a conditional prior) and its conditioning encoder (with dilated
+  context convolutions);
 - :mod:`sltk.vc.convert`: remap (target phonemization, or a learned phoneme-to-phoneme
-  model), warp (per-accent duration model), attend (target frames to source latents);
+  model), warp (per-accent duration model, relative or absolute), attend (target frames to source latents);
 - :mod:`sltk.vc.judges`: accent-ID and speaker-ID models;
 - :mod:`sltk.vc.train`, :mod:`sltk.vc.evaluate`: training and the five-system evaluation.
 

@@ -9,9 +9,12 @@ every phone. Converting to a target accent:
    text); each unit keeps its source frame count, shared among its new phones in
    proportion to their typical durations. Identical units keep their durations exactly,
    so remapping to the same accent is the identity.
-2. **warp** (:meth:`DurationModel.warp`): the target phones get the target accent's typical
-   durations (per-accent mean durations), scaled by the source speaker's tempo
-   (how much slower or faster than typical the source is); pauses keep their length.
+2. **warp**: durations from the per-accent duration model. :meth:`DurationModel.warp_relative`
+   (the default) stretches each unit of the source by the ratio of its typical length in
+   the target accent to its typical length in the source accent, keeping the source's
+   rhythm; :meth:`DurationModel.warp` ("absolute") gives every target phone its accent's mean
+   duration, scaled by the source speaker's tempo (how much slower or faster than typical
+   the source is). Pauses keep their length.
 3. **attend** (:func:`unit_attention`, :func:`attend`): each target frame attends to the
    source frames of the same unit at the same relative position (a Gaussian over source
    frames), so the source latents are carried to a sequence of another length. Without
@@ -137,6 +140,37 @@ class DurationModel:
                 d = max(1, int(round(want)))
                 carry = want - d
                 out.append(d)
+        return out
+
+    def warp_relative(self, src_accent: str, src_units: Units, src_durations: Sequence[int], tgt_accent: str,
+                      tgt_units: Units) -> List[int]:
+        """Durations of the target units' phones, each unit keeping the source's timing and
+        stretched by the ratio of its expected frames in the target accent to the source
+        unit's expected frames in the source accent: the source's rhythm (stress, phrase-final
+        lengthening) is kept and only the accents' typical differences are applied, where
+        :meth:`warp` replaces every phone by its accent mean. Within a changed unit the frames
+        are shared in proportion to the target phones' typical durations; an unchanged unit
+        scales its source phone durations. Pause units keep their frames. Between the same
+        accents this is the identity."""
+        out: List[int] = []
+        k = 0
+        carry = 0.0
+        for su, tu in zip(src_units, tgt_units):
+            d = [int(x) for x in src_durations[k:k + len(su)]]
+            k += len(su)
+            f = sum(d)
+            if all(p in PAUSES for p in tu) and all(p in PAUSES for p in su):
+                out += d if list(su) == list(tu) else split_frames(f, [1.0] * len(tu))
+                continue
+            ratio = (sum(self.duration(tgt_accent, p) for p in tu)
+                     / max(sum(self.duration(src_accent, p) for p in su), 1e-6))
+            want = f * ratio + carry
+            n = max(len(tu), int(round(want)))
+            carry = want - n
+            if list(su) == list(tu):
+                out += d if n == f else split_frames(n, d)
+            else:
+                out += split_frames(n, [self.duration(tgt_accent, p) for p in tu])
         return out
 
     def to_dict(self) -> dict:

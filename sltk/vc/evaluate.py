@@ -16,7 +16,10 @@ next accent in a rotation by sentence, ``"all"``: every other accent) with each 
 - ``dur_ratio``: output frames / reference frames, and ``dur_err_pct``: mean |log ratio|
   as a percentage;
 - ``cer_pct`` (with an ASR model): CER of sltk's ASR (:class:`sltk.tts.evaluate.AsrJudge`)
-  on the Griffin-Lim waveform against the text.
+  on the Griffin-Lim waveform against the text (each row's hypothesis in ``results.jsonl``).
+
+For the first ``num_wavs`` pairs it also writes every system's waveform (``wav/``) and one
+picture of their log-mels, one above the other with the ASR hypotheses (``plot/``).
 
 The judges read the converted log-mel directly (no vocoder in between), the same way for
 every system, so the vocoder's own artefacts do not enter the comparison; the ``target``
@@ -137,12 +140,13 @@ def mcd(ref: torch.Tensor, hyp: torch.Tensor) -> float:
 
 def evaluate(model_path, judges_path, eval_dir, out_dir, targets: str = "one", max_utts: int = 0,
              asr: Optional[object] = None, num_wavs: int = 4, use_text: bool = True,
-             latent_scale: float = 1.0) -> Dict[str, Dict[str, float]]:
+             latent_scale: float = 1.0, warp: str = "relative") -> Dict[str, Dict[str, float]]:
     """``use_text``: analyse each source with its transcript (aligned phonemization), else
     without (phones recognised, target phones from the phone-to-phone mapper).
-    ``latent_scale``: :attr:`AccentConverter.latent_scale` of every converting system."""
+    ``latent_scale``, ``warp``: :class:`AccentConverter`'s, for every converting system."""
     conv = AccentConverter.load(model_path)
     conv.latent_scale = latent_scale
+    conv.warp = warp
     judges = Judges(judges_path)
     utts = read_set(eval_dir)
     for u in utts:
@@ -185,6 +189,7 @@ def evaluate(model_path, judges_path, eval_dir, out_dir, targets: str = "one", m
         samples = read_audio(u.wav, expected_sample_rate=conv.mel_cfg.sample_rate)[0]
         a = conv.analyse(samples, u.accent, u.speaker, u.text if use_text else None)
         ref_mel = mel_of(r)
+        shown: Dict[str, tuple] = {}
         for sysname in ROWS:
             y = ref_mel if sysname == "target" else conv.convert(a, t, sysname)
             m = judges(y, t, u.speaker)
@@ -195,25 +200,55 @@ def evaluate(model_path, judges_path, eval_dir, out_dir, targets: str = "one", m
             if asr is not None or k < num_wavs:
                 wav = vocoder(y)
             if asr is not None:
-                e, n = char_errors(transcript(u.text), asr(wav))
-                m["char_errors"], m["ref_chars"] = e, n
+                hyp = asr(wav)
+                e, n = char_errors(transcript(u.text), hyp)
+                m["char_errors"], m["ref_chars"], m["asr_hyp"] = e, n, hyp
+            if k < num_wavs:
+                shown[sysname] = (y.numpy(), m.get("asr_hyp"))
             if k < num_wavs:
                 with atomic_path(out / "wav" / f"{u.utt}-to-{t}-{sysname.replace('+', '_')}.wav") as tmp:
                     sf.write(str(tmp), wav, conv.mel_cfg.sample_rate, subtype="PCM_16", format="WAV")
             rows.append({"utt": u.utt, "source_accent": u.accent, "target_accent": t, "speaker": u.speaker,
                          "system": sysname, **m})
+        if shown:
+            plot_pair(out / "plot" / f"{u.utt}-to-{t}.png", f"{u.utt} ({u.accent}) to {t}: {u.text}", shown)
     summary = {s: summarise([r for r in rows if r["system"] == s]) for s in ROWS}
     with atomic_open(out / "results.jsonl", "w") as f:
         for r in rows:
             f.write(json.dumps(r) + "\n")
     with atomic_open(out / "metrics.json", "w") as f:
         json.dump({"systems": summary, "pairs": len(pairs), "model": str(model_path), "judges": str(judges_path),
-                   "eval_dir": str(eval_dir), "targets": targets,
+                   "eval_dir": str(eval_dir), "targets": targets, "latent_scale": latent_scale, "warp": warp,
                    "sources_analysed": "with their text" if use_text else "without text (recognised phones)"},
                   f, indent=1)
     with atomic_open(out / "results.md", "w") as f:
         f.write("\n".join(results_table(summary)) + "\n")
     return summary
+
+
+def plot_pair(path: Path, title: str, panels: Dict[str, tuple]) -> None:
+    """One log-mel panel per system (``{system: (mel (T, num_mels), ASR hypothesis or None)}``),
+    on a common time axis and colour scale, the hypothesis in each panel's title."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    T = max(m.shape[0] for m, _ in panels.values())
+    lo = min(float(m.min()) for m, _ in panels.values())
+    hi = max(float(m.max()) for m, _ in panels.values())
+    fig, axes = plt.subplots(len(panels), 1, figsize=(10, 1.7 * len(panels)), sharex=True, constrained_layout=True)
+    for ax, (name, (mel, hyp)) in zip(np.atleast_1d(axes), panels.items()):
+        ax.imshow(mel.T, origin="lower", aspect="auto", cmap="magma", vmin=lo, vmax=hi)
+        ax.set_xlim(0, T)
+        ax.set_title(f"{name}" + (f"  |  ASR: {hyp}" if hyp is not None else ""), fontsize=8, loc="left")
+        ax.set_yticks([])
+    np.atleast_1d(axes)[0].figure.suptitle(title, fontsize=9)
+    np.atleast_1d(axes)[-1].set_xlabel("frame")
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=80)
+    plt.close(fig)
 
 
 def hash_speaker(s: str) -> int:

@@ -23,6 +23,7 @@ from sltk.vc.train import KIND, frame_inputs
 
 # source: unchanged; plain: flow VC with only the accent label swapped; then the ablations
 SYSTEMS = ("source", "plain", "remap", "remap+warp", "remap+warp+attend")
+WARPS = ("relative", "absolute")
 
 
 @dataclass
@@ -54,6 +55,8 @@ class AccentConverter:
         # the source latents are scaled by this before the reverse pass (a sampling temperature:
         # below 1 the target conditioning weighs more than what the latents kept of the source)
         self.latent_scale = 1.0
+        # how remap+warp gets its durations: "relative" (DurationModel.warp_relative) or "absolute"
+        self.warp = "relative"
 
     @classmethod
     def load(cls, path) -> "AccentConverter":
@@ -130,7 +133,10 @@ class AccentConverter:
             if system == "remap":
                 durs = remap(a.units, a.durations, units, self.dur, target)
             else:
-                durs = self.dur.warp(a.accent, a.units, a.durations, target, units)
+                if self.warp not in WARPS:
+                    raise UserError(f"unknown warp {self.warp!r} (known: {', '.join(WARPS)})")
+                warp = self.dur.warp_relative if self.warp == "relative" else self.dur.warp
+                durs = warp(a.accent, a.units, a.durations, target, units)
         T = int(sum(durs))
         if system == "remap+warp+attend":
             w = unit_attention(unit_frames(a.units, a.durations), unit_frames(units, durs), self.sigma)

@@ -119,6 +119,8 @@ def test_convert_and_eval(trained, tmp_path, capsys):
     assert m["systems"]["target"]["mcd_db"] == 0 and m["systems"]["source"]["mcd_db"] > 0
     assert "| remap + warp + attend |" in capsys.readouterr().out
     assert len(list((ev / "wav").glob("*.wav"))) == 6
+    plots = list((ev / "plot").glob("*.png"))       # one picture for the one pair with wavs
+    assert len(plots) == 1 and plots[0].read_bytes()[:4] == b"\x89PNG"
     assert m["sources_analysed"] == "with their text"
     # without transcripts: recognised phones; the unconverted rows cannot depend on the analysis
     ev2 = tmp_path / "eval_no_text"
@@ -127,6 +129,7 @@ def test_convert_and_eval(trained, tmp_path, capsys):
     assert rc in (0, None)
     m2 = json.loads((ev2 / "metrics.json").read_text())
     assert m2["sources_analysed"].startswith("without text") and m2["pairs"] == 4
+    assert not (ev2 / "plot").exists()
     for s in ("source", "target"):
         assert m2["systems"][s] == m["systems"][s], s
     for s, r in m2["systems"].items():

@@ -44,6 +44,24 @@ def test_duration_model_warps_to_the_target_accent_at_the_source_tempo():
     assert dm.tempo("a", ["k", "A@"], [8, 20]) == pytest.approx(2.0)
 
 
+def test_relative_warp_keeps_the_source_rhythm_and_applies_the_accent_ratio():
+    dm = DurationModel().fit([("a", ["k", "A@"], [4, 10]), ("a", ["k", "A@"], [4, 10]),
+                              ("b", ["k", "A@", "r"], [4, 6, 4]), ("b", ["k", "A@", "r"], [4, 6, 4]),
+                              ("b", ["m", "o"], [3, 5]), ("b", ["m", "o"], [3, 5]),
+                              ("a", ["m", "o"], [3, 5]), ("a", ["m", "o"], [3, 5])])
+    src = [["sil"], ["k", "A@"], ["m", "o"], ["."]]
+    tgt = [["sil"], ["k", "A@", "r"], ["m", "o"], ["."]]
+    out = dm.warp_relative("a", src, [5, 8, 20, 6, 10, 7], "b", tgt)
+    # pauses kept; "k A@" (typically 14 frames in a) -> "k A@ r" (14 in b): the unit keeps its 28
+    # frames, shared 4:6:4 -> 8, 12, 8; "m o" is the same in both accents: its 6, 10 unchanged
+    assert out == [5, 8, 12, 8, 6, 10, 7]
+    # b's "k A@ r" twice as long as a's "k A@": the unit doubles
+    dm.mean["b"].update({"k": 8.0, "A@": 12.0, "r": 8.0})
+    assert dm.warp_relative("a", src, [5, 8, 20, 6, 10, 7], "b", tgt)[1:4] == [16, 24, 16]
+    # between the same accent and units: the identity
+    assert dm.warp_relative("a", src, [5, 8, 20, 6, 10, 7], "a", src) == [5, 8, 20, 6, 10, 7]
+
+
 def test_phone_mapper_learns_rhotic_r():
     pairs = [([["k", "A@"], ["p", "A@", "k"]], [["k", "A@", "r"], ["p", "A@", "r", "k"]]),
              ([["D", "e@"]], [["D", "e@", "r"]]),
