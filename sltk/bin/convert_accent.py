@@ -27,6 +27,12 @@ def main(verbose):
     """Accent conversion with a conditional normalizing flow: remap, warp, attend."""
 
 
+warp_option = click.option(
+    "--warp", type=click.Choice(["relative", "absolute"]), default="relative",
+    help="Duration warping: relative (each word stretched by the accents' typical length ratio, the source's "
+         "rhythm kept) or absolute (every phone at its target-accent mean duration).")
+
+
 @main.command(name="make-data", examples=[
     "convert-accent make-data --accents en-us,en-gb-scotland --voices m3,f2 --train-per-voice 4 data/tiny",
     "convert-accent make-data --nj 2 data/full"])
@@ -119,9 +125,7 @@ def train_judges(judge_dir, out_dir, epochs, hidden, seed):
 @click.option("--vocoder", default="griffin-lim", help="Vocoder (sltk.tts.vocoder).")
 @click.option("--latent-scale", type=click.FloatRange(min=0), default=1.0,
               help="Scale of the source latents before the reverse pass (a temperature; 1: unchanged).")
-@click.option("--warp", type=click.Choice(["relative", "absolute"]), default="relative",
-              help="Duration warping: relative (each word stretched by the accents' typical length ratio, the "
-                   "source's rhythm kept) or absolute (every phone at its target-accent mean duration).")
+@warp_option
 def convert(model, in_wav, out_wav, target_accent, source_accent, speaker, text, system, vocoder, latent_scale,
             warp):
     """Convert IN_WAV (16 kHz mono) to --target-accent; write OUT_WAV."""
@@ -171,9 +175,7 @@ def convert(model, in_wav, out_wav, target_accent, source_accent, speaker, text,
                    "recognizer and mapped to the target accent by its learned phone-to-phone mapper.")
 @click.option("--latent-scale", type=click.FloatRange(min=0), default=1.0,
               help="Scale of the source latents before the reverse pass, for every converting system.")
-@click.option("--warp", type=click.Choice(["relative", "absolute"]), default="relative",
-              help="Duration warping: relative (each word stretched by the accents' typical length ratio, the "
-                   "source's rhythm kept) or absolute (every phone at its target-accent mean duration).")
+@warp_option
 def eval_(model, judges, eval_dir, out_dir, targets, max_pairs, num_wavs, asr_model, asr_lang, asr_features,
           no_text, latent_scale, warp):
     """The five systems on the parallel EVAL_DIR: target-accent posterior, speaker cosine,

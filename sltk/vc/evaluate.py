@@ -205,7 +205,6 @@ def evaluate(model_path, judges_path, eval_dir, out_dir, targets: str = "one", m
                 m["char_errors"], m["ref_chars"], m["asr_hyp"] = e, n, hyp
             if k < num_wavs:
                 shown[sysname] = (y.numpy(), m.get("asr_hyp"))
-            if k < num_wavs:
                 with atomic_path(out / "wav" / f"{u.utt}-to-{t}-{sysname.replace('+', '_')}.wav") as tmp:
                     sf.write(str(tmp), wav, conv.mel_cfg.sample_rate, subtype="PCM_16", format="WAV")
             rows.append({"utt": u.utt, "source_accent": u.accent, "target_accent": t, "speaker": u.speaker,
