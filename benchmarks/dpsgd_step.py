@@ -65,7 +65,8 @@ def main():
     def loss_of(m, cuts):
         b = ds[CutSet.from_cuts(cuts)]
         losses = m(b["feats"], b["feat_lens"], tok.encode(b["texts"]), backend=backend, prune_range=5)
-        total = L.combine(losses, backend, 10_000, 1000, 0.5, m.cfg.ctc_weight)
+        # the objective after the loss-weight warm-up (step past warm_step; simple-loss scale 0.5)
+        total = L.combine(losses, backend, step=10_000, warm_step=1000, simple_scale=0.5, ctc_weight=m.cfg.ctc_weight)
         return total / b["feat_lens"].sum()
 
     everything = [c for u in units for c in u]
@@ -115,7 +116,8 @@ def main():
         "params_m": sum(p.numel() for p in params) / 1e6, "units": len(units), "utterances": len(everything),
         "frames": frames, "per_unit_grads_s": grads_s, "clip_noise_s": clip_s, "one_batch_s": plain_s,
         "bucketed_batches_s": bucketed_s, "num_bucketed_batches": len(chunks),
-        "overhead_vs_one_batch": (grads_s + clip_s) / plain_s, "overhead_vs_bucketed": (grads_s + clip_s) / bucketed_s, "stacked_grads_mb": priv[0][2],
+        "overhead_vs_one_batch": (grads_s + clip_s) / plain_s,
+        "overhead_vs_bucketed": (grads_s + clip_s) / bucketed_s, "stacked_grads_mb": priv[0][2],
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 
 

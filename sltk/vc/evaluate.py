@@ -238,13 +238,14 @@ def plot_pair(path: Path, title: str, panels: Dict[str, tuple]) -> None:
     lo = min(float(m.min()) for m, _ in panels.values())
     hi = max(float(m.max()) for m, _ in panels.values())
     fig, axes = plt.subplots(len(panels), 1, figsize=(10, 1.7 * len(panels)), sharex=True, constrained_layout=True)
-    for ax, (name, (mel, hyp)) in zip(np.atleast_1d(axes), panels.items()):
+    axes = np.atleast_1d(axes)
+    for ax, (name, (mel, hyp)) in zip(axes, panels.items()):
         ax.imshow(mel.T, origin="lower", aspect="auto", cmap="magma", vmin=lo, vmax=hi)
         ax.set_xlim(0, T)
         ax.set_title(f"{name}" + (f"  |  ASR: {hyp}" if hyp is not None else ""), fontsize=8, loc="left")
         ax.set_yticks([])
-    np.atleast_1d(axes)[0].figure.suptitle(title, fontsize=9)
-    np.atleast_1d(axes)[-1].set_xlabel("frame")
+    fig.suptitle(title, fontsize=9)
+    axes[-1].set_xlabel("frame")
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=80)
     plt.close(fig)
