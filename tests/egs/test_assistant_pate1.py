@@ -74,9 +74,15 @@ def test_tiny_pate_recipe_end_to_end(tiny_asr1):
         assert dp["unit"] == "speaker" and dp["num_units"] == 3 and dp["delta"] == 1e-5
         assert e * 0.99 <= dp["eps"] <= e * 1.0001
 
+    # the oracle student's queries carry exactly the held-back transcripts
+    from lhotse import CutSet
+    oracle = {c.id: c.supervisions[0].text for c in CutSet.from_file(data / "pate" / "oracle" / "queries.jsonl.gz")}
+    ref = dict(line.split(" ", 1) for line in (split / "public_queries" / "ref_text").read_text().splitlines())
+    assert oracle == ref and set(oracle) == queries
+
     # the tables hold every arm, with numbers
     res = json.loads((exp / "results.json").read_text())
-    want = {"public", "nonprivate", "teacher1", "teacher2", "teacher3"}
+    want = {"public", "nonprivate", "teacher1", "teacher2", "teacher3", "student_seed_only", "student_oracle"}
     want |= {f"student_{m}_eps{e}" for m in MECHS for e in EPS} | {f"dpsgd_eps{e}" for e in EPS}
     assert set(res["models"]) == want
     assert all(isinstance(v["wer"], float) for v in res["models"].values())
@@ -84,7 +90,8 @@ def test_tiny_pate_recipe_end_to_end(tiny_asr1):
     assert res["teachers"]["agreement"]["queries"] == len(queries)
     md = (exp / "results.md").read_text()
     for row in ("| PATE student, GNMax |", "| PATE student, Confident-GNMax |", "| DP-SGD |", "| non-private",
-                "| public-only", "### PATE aggregations", "### DP-SGD runs", "Teacher agreement"):
+                "| public-only", "| control: student training on the public seed alone", "| ceiling: student",
+                "### PATE aggregations", "### DP-SGD runs", "Teacher agreement"):
         assert row in md, row
 
     # a rerun skips every stage; bad options are one clear error
@@ -108,3 +115,36 @@ def test_tiny_pate_recipe_end_to_end(tiny_asr1):
     assert not (d / "text").read_text().strip() and "answered no query" in r.stderr
     assert (exp / "student_confident-gnmax_eps50" / "final.pt").is_file()
     assert (d / "train.jsonl.gz").read_bytes() == (split / "public_seed" / "cuts.jsonl.gz").read_bytes()
+
+
+@pytest.mark.slow
+def test_tiny_pate_recipe_farfield_setting(tiny_asr1):
+    """--setting farfield: a far-field corpus of its own (every utterance reverberated and noisy),
+    split by speaker as in the other setting; every model descends from asr1's trained model."""
+    egs, env, copy = tiny_asr1
+    run = copy("pate1")
+    opts = ["--size", "tiny", "--setting", "farfield", "--nj", "2", "--eps-list", "8", "--mechanisms", "gnmax"]
+    r = subprocess.run([str(run), *opts], capture_output=True, text=True, env=env, timeout=1200)
+    assert r.returncode == 0, r.stderr[-4000:]
+    root = run.parent
+    exp, data = root / "exp" / "tiny_farfield", root / "data" / "tiny_farfield"
+    corpus = json.loads((data / "synth" / "corpus.json").read_text())
+    cfg = corpus["config"]
+    assert cfg["noise_prob"] == 1 and cfg["reverb_prob"] == 1 and cfg["seed"] == 1
+    # its own corpus (no utterance of asr1's), asr1's lang directory
+    asr1_utts = utts(egs / "assistant" / "asr1" / "data" / "tiny" / "synth" / "train")
+    assert not utts(data / "synth" / "train") & asr1_utts
+    assert (data / "lang_bpe_100").resolve() == (egs / "assistant" / "asr1" / "data" / "tiny" / "lang_bpe_100").resolve()
+    split = data / "split"
+    public = speakers(split / "public_seed") | speakers(split / "public_queries")
+    assert public and not public & speakers(split / "private")
+    # the public-only model fine-tunes asr1's model; the teachers fine-tune the public-only model
+    log = (exp / "public" / "log" / "train.log").read_text()
+    assert "fine-tuning from the weights of ../asr1/exp/tiny/model_tiny/avg-" in log
+    assert "fine-tuning from the weights of exp/tiny_farfield/public/final.pt" in \
+        (exp / "teacher1" / "log" / "train.log").read_text()
+    res = json.loads((exp / "results.json").read_text())
+    assert res["setting"] == "farfield"
+    assert {"base", "public", "nonprivate", "student_gnmax_eps8", "dpsgd_eps8"} <= set(res["models"])
+    assert all(isinstance(v["wer"], float) for v in res["models"].values())
+    assert "| asr1's model" in (exp / "results.md").read_text()

@@ -9,8 +9,16 @@
 # shards, one teacher each) and public speakers (a small labelled seed plus unlabelled queries).
 # Every model starts from the public-only model (trained on the labelled public seed alone: the
 # lower bound, what is learnt without private data). Tested on asr1's test set (unseen voices).
+#
+# --setting farfield (RESULTS.md): the private domain is a new far-field corpus (every utterance
+# reverberated and noisy, SNR 5-20 dB; four synthesizers, festival among them) and the public
+# side also holds asr1's trained model (--base-checkpoint; public data of another domain, as in
+# practice). The far-field speakers are split as above; the public-only model is the base
+# fine-tuned on the labelled far-field seed, and every other model starts from it as above.
+# Tested on the far-field corpus' test set (unseen voices). data/<size>_farfield, exp/<size>_farfield.
 # Stages (each item is skipped when its output exists, so a rerun resumes):
-#   0  link asr1's data/<size>/{fbank,synth,lang_bpe_N} into data/<size>
+#   0  link asr1's data/<size>/{fbank,synth,lang_bpe_N} into data/<size>; farfield: synthesize
+#      the far-field corpus (make-synth-corpus) and its features, link asr1's lang only
 #   1  split by speaker (local/split_private_public.py): shard1..n, private, public_seed,
 #      public_queries                                                    -> data/<size>/split
 #   2  the public-only model (train-transducer on public_seed)           -> exp/<size>/public
@@ -21,9 +29,10 @@
 #      data-independent RDP accountant; with --max-sigma-frac fewer queries where eps is
 #      small); a pseudo-labelled data dir + privacy.json each, validated; the labels scored
 #      against the held-back transcripts                              -> data/<size>/pate/<mech>_eps<e>
-#   5  a student per aggregation: the public-only model fine-tuned on public seed + labels
+#   5  a student per aggregation: the public-only model fine-tuned on public seed + labels; two
+#      controls with the same training: seed alone (no labels) and seed + true query transcripts
 #   6  DP-SGD on all private data at each eps (--dp-target-eps, --dp-unit speaker)
-#   7  decode every model on asr1's test set and score (decode-transducer, compute-wer)
+#   7  decode every model on the test set and score (decode-transducer, compute-wer)
 #   8  exp/<size>/results.md and results.json (local/results_table.py)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")"
@@ -31,6 +40,8 @@ cd "$(dirname "${BASH_SOURCE[0]}")"
 stage=0
 stop_stage=100
 size=full              # tiny | full: asr1's corpus, and the defaults below
+setting=within         # within: asr1's corpus, models from scratch; farfield: a far-field corpus, models from asr1's
+base_checkpoint=""     # farfield: the public model to start from (default: newest avg-*.pt of asr1's exp/<size>/model_*)
 asr_dir=../asr1
 num_teachers=""        # private shards = teachers (default: tiny 3, full 45)
 num_public_spk=""      # public speakers (default: tiny 1, full 20)
@@ -62,12 +73,21 @@ help_message="Usage: $0 [options]   (stages 0-8, see the top of this file)"
 . ./path.sh
 . ./cmd.sh
 
-case "$size" in
-  tiny) d_n=3; d_pub=1; d_seed=2; d_frac=0; d_steps="4 4 4 4 4"; d_dpu=4; d_dpdur=40; d_dur=40; vocab=100
+train_conf=conf/train.yaml
+case "$setting-$size" in
+  within-tiny) d_n=3; d_pub=1; d_seed=2; d_frac=0; d_steps="4 4 4 4 4"; d_dpu=4; d_dpdur=40; d_dur=40; vocab=100
         model_conf=$asr_dir/conf/model_tiny.yaml ;;
-  full) d_n=45; d_pub=20; d_seed=160; d_frac=0.25; d_steps="2000 1500 3000 1000 1000"; d_dpu=8; d_dpdur=320
+  within-full) d_n=45; d_pub=20; d_seed=160; d_frac=0.25; d_steps="2000 1500 3000 1000 1000"; d_dpu=8; d_dpdur=320
         d_dur=20; vocab=100; model_conf=conf/model_small.yaml ;;
-  *) die "--size must be tiny or full, not '$size'" ;;
+  # the far-field corpus: make-synth-corpus options of stage 0 (its own seed, so other texts than asr1's)
+  farfield-tiny) d_n=3; d_pub=1; d_seed=2; d_frac=0; d_steps="4 4 4 4 4"; d_dpu=4; d_dpdur=40; d_dur=40; vocab=100
+        model_conf=$asr_dir/conf/model_tiny.yaml; asr_model=model_tiny
+        corpus_opts="--size tiny --num-utts 60 --test-frac 0.2" ;;
+  farfield-full) d_n=40; d_pub=40; d_seed=160; d_frac=0.25; d_steps="200 100 600 200 60"; d_dpu=8; d_dpdur=320
+        d_dur=20; vocab=100; model_conf=$asr_dir/conf/model_conformer.yaml; asr_model=model_conformer
+        corpus_opts="--size full --num-utts 5000 --dev-frac 0.04 --test-frac 0.08"
+        train_conf=conf/train_finetune.yaml ;;
+  *) die "--setting must be within or farfield and --size tiny or full, not '$setting' and '$size'" ;;
 esac
 read -r s_pub s_teach s_np s_stud s_dp <<< "$d_steps"
 num_teachers=${num_teachers:-$d_n}
@@ -99,10 +119,12 @@ case "$dp_unit" in speaker|utterance) ;; *) die "--dp-unit must be speaker or ut
 [ -n "$methods" ] || die "--methods is empty"
 m0=${methods%% *}
 
-data=data/$size
+tag=$size
+[ "$setting" = within ] || tag=${size}_$setting
+data=data/$tag
 lang=$data/lang_bpe_$vocab
 split=$data/split
-exp=exp/$size
+exp=exp/$tag
 margs=""
 for m in $methods; do margs="$margs --method $m"; done
 mkdir -p "$exp/log"
@@ -114,12 +136,12 @@ train_model() {  # train_model DIR STEPS CUTS [train-transducer options]: DIR/fi
   [ -f "$dir/final.pt" ] && return 0
   rm -f "$exp/.results.done"
   $train_cmd --num-threads "$train_threads" "$dir/log/train.log" \
-    train-transducer --config conf/train.yaml --model-config "$model_conf" --cuts-train "$cuts" --lang-dir "$lang" \
+    train-transducer --config "$train_conf" --model-config "$model_conf" --cuts-train "$cuts" --lang-dir "$lang" \
       --exp-dir "$dir" --max-steps "$steps" --max-duration "$max_duration" --seed "$seed" "$@"
   [ -f "$dir/checkpoint-$steps.pt" ] || die "$dir: training ended without checkpoint-$steps.pt (see $dir/log/train.log)"
   cp "$dir/checkpoint-$steps.pt" "$dir/final.pt.tmp" && mv "$dir/final.pt.tmp" "$dir/final.pt"
 }
-decode_model() {  # decode_model NAME CHECKPOINT: asr1's test set, scored -> $exp/decode/NAME
+decode_model() {  # decode_model NAME CHECKPOINT: the test set (asr1's, or far-field), scored -> $exp/decode/NAME
   local name=$1 mdl=$2 d=$exp/decode/$1 m
   stage_done "$d" && return 0
   rm -f "$exp/.results.done"
@@ -165,9 +187,30 @@ aggregate() {  # aggregate MECHANISM EPS: pate-aggregate of the teachers -> $dat
   mark_done "$d"
 }
 
-# ---------------------------------------------------------------- 0: asr1's data
-if stage_in 0; then
-  link_from "$(cd "$asr_dir" && pwd)/data/$size" "$data" fbank synth "lang_bpe_$vocab"
+# ---------------------------------------------------------------- 0: data
+if [ "$setting" = within ]; then
+  stage_in 0 && link_from "$(cd "$asr_dir" && pwd)/data/$size" "$data" fbank synth "lang_bpe_$vocab"
+else
+  if stage_in 0 && ! stage_done "$data/synth"; then
+    log "Stage 0: the far-field corpus (reverberation, noise at 5-20 dB SNR) -> $data/synth"
+    make-synth-corpus $corpus_opts --seed 1 --nj "$nj" --heldout-synth none --noise-prob 1 --reverb-prob 1 \
+      --snr-range 5,20 --utt-tag ff "$data/synth"
+    for s in train test; do validate-data-dir "$data/synth/$s" > /dev/null || die "$data/synth/$s does not validate"; done
+    mark_done "$data/synth"
+  fi
+  if stage_in 0 && ! stage_done "$data/fbank/all"; then
+    log "Stage 0: features of the far-field train and test sets (asr1's fbank config) -> $data/fbank"
+    for s in train test; do
+      compute-features --config "$asr_dir/conf/fbank.yaml" --nj "$nj" "$data/synth/$s" "$data/fbank/$s"
+    done
+    mark_done "$data/fbank/all"
+  fi
+  stage_in 0 && link_from "$(cd "$asr_dir" && pwd)/data/$size" "$data" "lang_bpe_$vocab"
+  if [ -z "$base_checkpoint" ]; then
+    base_checkpoint=$(ls -t "$asr_dir/exp/$size/$asr_model"/avg-*.pt 2>/dev/null | head -1 || true)
+  fi
+  [ -n "$base_checkpoint" ] && [ -f "$base_checkpoint" ] || \
+    die "no base model '$base_checkpoint': run $asr_dir/run.sh --size $size, or give --base-checkpoint"
 fi
 for f in "$lang/bpe.model" "$data/fbank/train/cuts.jsonl.gz" "$data/fbank/test/cuts.jsonl.gz" \
          "$data/synth/train/utt2spk" "$data/synth/test/text" "$model_conf"; do
@@ -191,7 +234,11 @@ public=$exp/public/final.pt
 # ---------------------------------------------------------------- 2: public-only model
 if stage_in 2 && [ ! -f "$public" ]; then
   log "Stage 2: the public-only model on $seed_utts labelled public utterances, $public_steps steps"
-  train_model "$exp/public" "$public_steps" "$split/public_seed/cuts.jsonl.gz"
+  if [ "$setting" = within ]; then
+    train_model "$exp/public" "$public_steps" "$split/public_seed/cuts.jsonl.gz"
+  else   # the public model of the other domain, fine-tuned on the labelled far-field seed
+    train_model "$exp/public" "$public_steps" "$split/public_seed/cuts.jsonl.gz" --init-checkpoint "$base_checkpoint"
+  fi
 fi
 
 # ---------------------------------------------------------------- 3: teachers and the non-private model
@@ -238,6 +285,23 @@ if stage_in 5; then
       spawn train_model "$exp/student_${mech}_eps$e" "$student_steps" "$d/train.jsonl.gz" --init-checkpoint "$public"
     done
   done
+  # two controls with the students' training: on the seed alone (what the extra steps give without
+  # any label: eps = 0), and on the seed plus every query with its true transcript (perfect labels,
+  # no privacy: the ceiling of any labelling mechanism)
+  if [ ! -f "$exp/student_seed_only/final.pt" ]; then
+    log "Stage 5: control student on the public seed alone, $student_steps steps"
+    spawn train_model "$exp/student_seed_only" "$student_steps" "$split/public_seed/cuts.jsonl.gz" --init-checkpoint "$public"
+  fi
+  if [ ! -f "$exp/student_oracle/final.pt" ]; then
+    o=$data/pate/oracle
+    mkdir -p "$o"
+    if [ ! -f "$o/train.jsonl.gz" ]; then
+      python3 local/oracle_cuts.py "$split/public_queries/cuts.jsonl.gz" "$split/public_queries/ref_text" "$o/queries.jsonl.gz"
+      lhotse combine "$split/public_seed/cuts.jsonl.gz" "$o/queries.jsonl.gz" "$o/train.jsonl.gz"
+    fi
+    log "Stage 5: oracle student on the seed + all $(wc -l < "$split/public_queries/ref_text") queries with true transcripts"
+    spawn train_model "$exp/student_oracle" "$student_steps" "$o/train.jsonl.gz" --init-checkpoint "$public"
+  fi
   wait_all
 fi
 
@@ -256,6 +320,8 @@ fi
 # ---------------------------------------------------------------- 7: decode and score
 if stage_in 7; then
   models="public nonprivate $(for k in $(seq 1 "$num_teachers"); do echo "teacher$k"; done)"
+  [ "$setting" = within ] || models="base $models"   # asr1's model itself, before any far-field data
+  models="$models student_seed_only student_oracle"
   for e in $eps_list; do
     for mech in $mechanisms; do models="$models student_${mech}_eps$e"; done
     models="$models dpsgd_eps$e"
@@ -263,10 +329,12 @@ if stage_in 7; then
   todo=""
   for nm in $models; do stage_done "$exp/decode/$nm" || todo="$todo $nm"; done
   if [ -n "$todo" ]; then
-    log "Stage 7: decode $(echo $todo | wc -w) models on asr1's test set ($methods)"
+    log "Stage 7: decode $(echo $todo | wc -w) models on the test set of $data ($methods)"
     for nm in $todo; do
-      [ -f "$exp/$nm/final.pt" ] || die "no $exp/$nm/final.pt: run stages 2-6"
-      spawn decode_model "$nm" "$exp/$nm/final.pt"
+      mdl=$exp/$nm/final.pt
+      [ "$nm" = base ] && mdl=$base_checkpoint
+      [ -f "$mdl" ] || die "no $mdl: run stages 2-6"
+      spawn decode_model "$nm" "$mdl"
     done
     wait_all
   fi
@@ -276,8 +344,8 @@ fi
 if stage_in 8 && ! stage_done "$exp/results"; then
   log "Stage 8: $exp/results.md"
   python3 local/results_table.py --exp "$exp" --data "$data" --num-teachers "$num_teachers" --eps-list "$eps_list" \
-    --mechanisms "$mechanisms" --method "$m0" --delta "$delta" --json "$exp/results.json" --out "$exp/results.md"
+    --mechanisms "$mechanisms" --method "$m0" --delta "$delta" --setting "$setting" --json "$exp/results.json" --out "$exp/results.md"
   mark_done "$exp/results"
   cat "$exp/results.md"
 fi
-log "Done: stages $stage..$stop_stage of $0 ($size)"
+log "Done: stages $stage..$stop_stage of $0 ($size, $setting)"

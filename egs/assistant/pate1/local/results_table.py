@@ -44,9 +44,12 @@ def collect(a):
     exp, data = Path(a.exp), Path(a.data)
     eps_list = a.eps_list.split()
     mechs = a.mechanisms.split()
-    res = {"method": a.method, "delta": a.delta, "eps_list": eps_list, "mechanisms": mechs,
+    res = {"method": a.method, "delta": a.delta, "eps_list": eps_list, "mechanisms": mechs, "setting": a.setting,
            "split": read_json(data / "split" / "split.json"), "models": {}, "pate": {}, "dpsgd": {}}
-    names = ["public", "nonprivate"] + [f"teacher{k}" for k in range(1, a.num_teachers + 1)]
+    names = ["public", "nonprivate", "student_seed_only", "student_oracle"]
+    names += [f"teacher{k}" for k in range(1, a.num_teachers + 1)]
+    if a.setting != "within":
+        names.insert(0, "base")
     for e in eps_list:
         names += [f"student_{m}_eps{e}" for m in mechs] + [f"dpsgd_eps{e}"]
     for nm in names:
@@ -81,7 +84,8 @@ def table(res):
     eps_list, mechs = res["eps_list"], res["mechanisms"]
     ms = res["models"]
     label = {"gnmax": "PATE student, GNMax", "confident-gnmax": "PATE student, Confident-GNMax"}
-    out = [f"### Test WER (%) against eps (delta {res['delta']:g}; {res['method']} decoding, asr1's test set: "
+    test = "asr1's test set" if res["setting"] == "within" else f"the {res['setting']} corpus' test set"
+    out = [f"### Test WER (%) against eps (delta {res['delta']:g}; {res['method']} decoding, {test}: "
            "unseen voices)", "",
            "| model | " + " | ".join(f"eps = {e}" for e in eps_list) + " |",
            "|---|" + "---:|" * len(eps_list)]
@@ -93,6 +97,13 @@ def table(res):
                                                                             * len(eps_list)) + " |")
     out.append("| public-only (labelled public seed, eps = 0) | " + " | ".join([fmt(ms["public"]["wer"])]
                                                                                * len(eps_list)) + " |")
+    out.append("| control: student training on the public seed alone (no labels) | "
+               + " | ".join([fmt(ms["student_seed_only"]["wer"])] * len(eps_list)) + " |")
+    out.append("| ceiling: student training with the true transcripts of every query (no privacy) | "
+               + " | ".join([fmt(ms["student_oracle"]["wer"])] * len(eps_list)) + " |")
+    if "base" in ms:
+        out.append("| asr1's model (other-domain public data only, before the labelled seed) | "
+                   + " | ".join([fmt(ms["base"]["wer"])] * len(eps_list)) + " |")
     t = res["teachers"]
     out += ["", f"Teachers: {t['num']}, test WER mean {fmt(t['wer_mean'])} (min {fmt(t['wer_min'])}, "
                 f"max {fmt(t['wer_max'])})."]
@@ -131,6 +142,7 @@ def main():
     ap.add_argument("--mechanisms", required=True)
     ap.add_argument("--method", required=True)
     ap.add_argument("--delta", type=float, required=True)
+    ap.add_argument("--setting", default="within", help="within (asr1's corpus) or farfield (adds asr1's model: base)")
     ap.add_argument("--json", required=True)
     ap.add_argument("--out", required=True)
     a = ap.parse_args()
