@@ -43,8 +43,8 @@ size=full              # tiny | full: asr1's corpus, and the defaults below
 setting=within         # within: asr1's corpus, models from scratch; farfield: a far-field corpus, models from asr1's
 base_checkpoint=""     # farfield: the public model to start from (default: newest avg-*.pt of asr1's exp/<size>/model_*)
 asr_dir=../asr1
-num_teachers=""        # private shards = teachers (default: tiny 3, full 45)
-num_public_spk=""      # public speakers (default: tiny 1, full 20)
+num_teachers=""        # private shards = teachers (default: tiny 3, full 45, farfield full 40)
+num_public_spk=""      # public speakers (default: tiny 1, full 20, farfield full 40)
 seed_utts=""           # labelled public utterances (default: tiny 2, full 160)
 num_queries=""         # unlabelled public utterances to query at most (default: all the rest)
 eps_list="1 2 4 8"
@@ -53,7 +53,7 @@ mechanisms="gnmax confident-gnmax"
 max_sigma_frac=""      # ask fewer queries so that sigma <= this x teachers (default: tiny 0 = off, full 0.25)
 sigma1_ratio=2         # Confident-GNMax: sigma1 / sigma
 threshold_frac=0.6     # Confident-GNMax: threshold / teachers
-public_steps=""        # training steps (default: tiny 4 each; full 2000, 1500, 3000, 1000, 1000)
+public_steps=""        # training steps (default: tiny 4 each; full 2000, 1500, 3000, 1000, 1000; farfield full 200, 100, 600, 200, 60)
 teacher_steps=""
 nonprivate_steps=""
 student_steps=""
