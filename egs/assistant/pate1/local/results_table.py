@@ -93,17 +93,14 @@ def table(res):
         out.append(f"| {label.get(m, m)} | " + " | ".join(fmt(ms[f'student_{m}_eps{e}']['wer']) for e in eps_list)
                    + " |")
     out.append("| DP-SGD | " + " | ".join(fmt(ms[f'dpsgd_eps{e}']['wer']) for e in eps_list) + " |")
-    out.append("| non-private (all private data, eps = inf) | " + " | ".join([fmt(ms["nonprivate"]["wer"])]
-                                                                            * len(eps_list)) + " |")
-    out.append("| public-only (labelled public seed, eps = 0) | " + " | ".join([fmt(ms["public"]["wer"])]
-                                                                               * len(eps_list)) + " |")
-    out.append("| control: student training on the public seed alone (no labels) | "
-               + " | ".join([fmt(ms["student_seed_only"]["wer"])] * len(eps_list)) + " |")
-    out.append("| ceiling: student training with the true transcripts of every query (no privacy) | "
-               + " | ".join([fmt(ms["student_oracle"]["wer"])] * len(eps_list)) + " |")
-    if "base" in ms:
-        out.append("| asr1's model (other-domain public data only, before the labelled seed) | "
-                   + " | ".join([fmt(ms["base"]["wer"])] * len(eps_list)) + " |")
+    fixed = [("non-private (all private data, eps = inf)", "nonprivate"),
+             ("public-only (labelled public seed, eps = 0)", "public"),
+             ("control: student training on the public seed alone (no labels)", "student_seed_only"),
+             ("ceiling: student training with the true transcripts of every query (no privacy)", "student_oracle"),
+             ("asr1's model (other-domain public data only, before the labelled seed)", "base")]
+    for text, nm in fixed:  # models without privacy parameters: the same value under every eps
+        if nm in ms:
+            out.append(f"| {text} | " + " | ".join([fmt(ms[nm]["wer"])] * len(eps_list)) + " |")
     t = res["teachers"]
     out += ["", f"Teachers: {t['num']}, test WER mean {fmt(t['wer_mean'])} (min {fmt(t['wer_min'])}, "
                 f"max {fmt(t['wer_max'])})."]
