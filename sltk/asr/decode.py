@@ -61,31 +61,16 @@ class DecodeOptions:
 
 def compile_lg(lang, lm_scale: float = 1.0):
     """LG for transducer fast beam search: det(L o G) over tokens with word aux labels,
-    disambiguation tokens removed (icefall's compile_lg), LM scores scaled."""
+    disambiguation tokens removed (icefall's compile_lg), LM scores scaled; an open-vocabulary
+    lang's ``<unk>`` spelled by tokens."""
     import k2
 
-    L_dis = lang.graph("L_disambig")
+    from sltk.decode.graphs import compile_lg as _compile
+
     G = lang.graph("G")
     G = k2.Fsa.from_dict({k: v for k, v in G.as_dict().items()})
     G.scores = G.scores * lm_scale
-    first_tok_disambig = lang.token2id["#0"]
-    first_word_disambig = lang.word2id["#0"]
-    L_dis = k2.arc_sort(L_dis)
-    G = k2.arc_sort(G)
-    LG = k2.compose(L_dis, G)
-    LG = k2.connect(LG)
-    LG = k2.determinize(LG)
-    LG = k2.connect(LG)
-    LG.labels[LG.labels >= first_tok_disambig] = 0
-    if isinstance(LG.aux_labels, torch.Tensor):
-        LG.aux_labels[LG.aux_labels >= first_word_disambig] = 0
-    else:
-        LG.aux_labels.values[LG.aux_labels.values >= first_word_disambig] = 0
-    LG.__dict__["_properties"] = None
-    LG = k2.remove_epsilon(LG)
-    LG = k2.connect(LG)
-    LG.aux_labels = LG.aux_labels.remove_values_eq(0)
-    return k2.arc_sort(LG)
+    return _compile(lang.graph("L_disambig"), G, lang.token2id["#0"], lang.word2id["#0"], lang.unk_spelling())
 
 
 def _graph_with_lm_scale(graph, lm_scale: float):
@@ -120,6 +105,8 @@ class Decoder:
         elif method.startswith("ctc_HLG"):
             self.graph = _graph_with_lm_scale(lang.graph("HLG", device), opts.lm_scale)
         self.words_out = method in ("fast_beam_LG", "ctc_HLG", "ctc_HLG_nbest")
+        # An open-vocabulary lang spells <unk> words with tokens: its graphs' text is in the tokens.
+        self.tokens_of_graph = self.words_out and lang.open_vocab
 
     @torch.no_grad()
     def __call__(self, feats: torch.Tensor, lens: torch.Tensor):
@@ -135,7 +122,7 @@ class Decoder:
             return self._fast_beam_lg(enc, enc_lens), enc, enc_lens
         elif meth.startswith("fast_beam"):
             ids = fast_beam_search(m, enc, enc_lens, graph=self.graph, beam=o.fast_beam, max_states=o.max_states,
-                                   max_contexts=o.max_contexts, use_word_labels=self.words_out)
+                                   max_contexts=o.max_contexts, use_word_labels=False)
         else:
             from sltk.decode.ctc import ctc_greedy, ctc_k2_decode
 
@@ -145,8 +132,10 @@ class Decoder:
             else:
                 ids = ctc_k2_decode(lp, enc_lens, self.graph, search_beam=o.search_beam, output_beam=o.output_beam,
                                     method="nbest" if meth.endswith("nbest") else "1best",
-                                    num_paths=o.num_paths, nbest_scale=o.nbest_scale)
-        texts = [self.lang.words_to_text(h) if self.words_out else self.lang.tokens_to_text(h) for h in ids]
+                                    num_paths=o.num_paths, nbest_scale=o.nbest_scale,
+                                    output="tokens" if self.tokens_of_graph else "words")
+        words = self.words_out and not self.tokens_of_graph
+        texts = [self.lang.words_to_text(h) if words else self.lang.tokens_to_text(h) for h in ids]
         return texts, enc, enc_lens
 
     def _fast_beam_lg(self, enc: torch.Tensor, enc_lens: torch.Tensor) -> List[str]:
@@ -157,9 +146,9 @@ class Decoder:
         ``self.fallbacks`` counts them."""
         m, o = self.model, self.opts
         kw = dict(beam=o.fast_beam, max_states=o.max_states, max_contexts=o.max_contexts)
-        ids = fast_beam_search(m, enc, enc_lens, graph=self.graph, use_word_labels=True,
+        ids = fast_beam_search(m, enc, enc_lens, graph=self.graph, use_word_labels=not self.tokens_of_graph,
                                allow_partial=not o.lg_fallback, **kw)
-        texts = [self.lang.words_to_text(h) for h in ids]
+        texts = [self.lang.tokens_to_text(h) if self.tokens_of_graph else self.lang.words_to_text(h) for h in ids]
         redo = [i for i, h in enumerate(ids) if not h and int(enc_lens[i]) > 0] if o.lg_fallback else []
         if redo:
             idx = torch.tensor(redo, device=enc.device)

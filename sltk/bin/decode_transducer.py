@@ -29,7 +29,10 @@ log = logging.getLogger("sltk")
 ])
 @click.option("--checkpoint", required=True, type=click.Path(dir_okay=False), help="Model checkpoint (.pt).")
 @click.option("--cuts", required=True, help="CutSet with features (compute-features output).")
-@click.option("--lang-dir", required=True, help="Lang directory (prepare-lang output).")
+@click.option("--lang-dir", required=True,
+              help="Lang directory (prepare-lang output). With an open-vocabulary one (prepare-lang "
+                   "--open-vocab), fast_beam_LG and ctc_HLG* output words outside the lexicon, spelled "
+                   "by the tokens of the best path.")
 @click.option("--method", "methods", multiple=True, default=("greedy",), type=click.Choice(METHODS),
               help="Decoding method; repeat for several (one output subdirectory each).")
 @click.option("--out-dir", required=True, help="Writes <out-dir>/<method>/{hyp.txt,ref.txt,scores.txt,rtf.json}.")

@@ -17,6 +17,7 @@ log = logging.getLogger("sltk")
         "prepare-lang data/train data/lang_bpe_500",
         "prepare-lang --vocab-size 200 --lm-order 2 data/train data/lm_text.txt data/lang_bpe_200",
         "prepare-lang --bpe-model exp/bpe.model --arpa data/lm/3gram.arpa data/train data/lang_test",
+        "prepare-lang --bpe-model data/lang_bpe_100/bpe.model --open-vocab data/train data/lang_bpe_100_unk",
     ],
 )
 @click.argument("texts", nargs=-1, required=True)
@@ -37,9 +38,15 @@ log = logging.getLogger("sltk")
                    "[default: only files named 'text'; data dirs always].")
 @click.option("--graphs/--no-graphs", default=None,
               help="Build the k2 graphs H, L, G, HLG [default: when k2 is installed].")
+@click.option("--open-vocab", is_flag=True,
+              help="Open vocabulary: the word <unk> spelled by any BPE piece sequence in L_disambig, HLG "
+                   "and LG, and given LM probability where the words seen once occur; decoders then "
+                   "output words outside the lexicon.")
+@click.option("--unk-penalty", type=float, default=0.0, show_default=True,
+              help="--open-vocab: log score added per token of a spelled <unk> word (<= 0).")
 @click.option("--overwrite", is_flag=True, help="Redo everything even if the outputs exist.")
 def main(texts, lang_dir, vocab_size, lm_order, modified_ctc_topo, bpe_model, arpa, kaldi_text, graphs,
-         overwrite):
+         open_vocab, unk_penalty, overwrite):
     """Prepare a lang directory from training transcripts.
 
     TEXTS are data directories (their text), Kaldi text files, or plain text files with one
@@ -51,11 +58,13 @@ def main(texts, lang_dir, vocab_size, lm_order, modified_ctc_topo, bpe_model, ar
 
     lang = prepare_lang(texts, lang_dir, vocab_size=vocab_size, lm_order=lm_order,
                         modified_ctc_topo=modified_ctc_topo, bpe_model=bpe_model, arpa=arpa,
-                        kaldi_text=kaldi_text, overwrite=overwrite, graphs=graphs)
+                        kaldi_text=kaldi_text, overwrite=overwrite, graphs=graphs, open_vocab=open_vocab,
+                        unk_penalty=unk_penalty)
     n = lang.config.get("num_sentences", 0)
     extra = (f"{lang_dir}: {lang.vocab_size} tokens, {len(lang.lexicon)} words, "
              + (f"{lang.lm_order}-gram LM" if lang.lm_order > 0 else "no LM")
-             + (", HLG" if lang.has_graph("HLG") else ", no HLG"))
+             + (", HLG" if lang.has_graph("HLG") else ", no HLG")
+             + (", open vocabulary" if lang.open_vocab else ""))
     summary(n, n, 0, what="sentences", extra=extra)
 
 

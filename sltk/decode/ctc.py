@@ -105,8 +105,13 @@ def get_lattice(
     return lattice, index
 
 
-def _output_labels(fsa: "k2.Fsa"):
-    """The output symbols of an FSA: aux_labels if it has them, else labels."""
+def _output_labels(fsa: "k2.Fsa", output: str = "words"):
+    """The output symbols of an FSA: aux_labels if it has them, else labels; with
+    ``output="tokens"``, the ``tokens`` attribute (HLG's CTC token on each arc where one starts)."""
+    if output == "tokens":
+        if not hasattr(fsa, "tokens"):
+            raise ValueError("the graph has no 'tokens' attribute (compile HLG with inner_labels='tokens')")
+        return fsa.tokens
     return fsa.aux_labels if hasattr(fsa, "aux_labels") else fsa.labels
 
 
@@ -126,17 +131,14 @@ def _path_symbols(best: "k2.Fsa", labels=None) -> "k2.RaggedTensor":
     return ragged.remove_values_leq(0)
 
 
-def _paths_to_lists(best: "k2.Fsa") -> List[List[int]]:
-    return _path_symbols(best).tolist()
-
-
-def one_best(lattice: "k2.Fsa") -> Tuple[List[List[int]], torch.Tensor]:
-    """The best path of each lattice: its output symbols and its score (natural log)."""
+def one_best(lattice: "k2.Fsa", output: str = "words") -> Tuple[List[List[int]], torch.Tensor]:
+    """The best path of each lattice: its output symbols (``output``: see :func:`ctc_k2_decode`)
+    and its score (natural log)."""
     import k2
 
     best = k2.shortest_path(lattice, use_double_scores=True)
     scores = best.get_tot_scores(use_double_scores=True, log_semiring=False)
-    return _paths_to_lists(best), scores.float().cpu()
+    return _path_symbols(best, _output_labels(best, output)).tolist(), scores.float().cpu()
 
 
 def nbest(
@@ -144,11 +146,15 @@ def nbest(
     num_paths: int = 100,
     nbest_scale: float = 0.5,
     log_semiring: bool = True,
+    output: str = "words",
 ) -> Tuple[List[List[int]], torch.Tensor]:
     """N-best decoding: sample ``num_paths`` paths from each lattice (scores scaled by
     ``nbest_scale`` to flatten the distribution), add the best path, take the distinct output
     sequences, rescore each on the lattice (the sum over its alignments if ``log_semiring``, else the
     best alignment as in icefall's nbest_decoding), and keep the best per lattice.
+
+    ``output="tokens"``: the candidates are distinct token sequences (an open-vocabulary HLG,
+    whose ``<unk>`` words are only spelled by the tokens).
 
     Returns the output symbols and the winning scores (natural log; -inf when a lattice
     is empty).
@@ -162,7 +168,7 @@ def nbest(
         paths = k2.random_paths(lattice, num_paths=num_paths, use_double_scores=True)  # [fsa][path][arc]
     finally:
         lattice.scores = saved
-    labels = _output_labels(lattice)
+    labels = _output_labels(lattice, output)
     if isinstance(labels, k2.RaggedTensor):
         seqs = labels.index(paths)  # [fsa][path][arc][symbol]
         seqs = seqs.remove_axis(seqs.num_axes - 2)
@@ -170,7 +176,8 @@ def nbest(
         seqs = k2.ragged.index(labels.contiguous(), paths)  # [fsa][path][symbol]
     seqs = seqs.remove_values_leq(0)
     # The best path is always a candidate, so n-best never scores below 1-best.
-    best = _path_symbols(k2.shortest_path(lattice, use_double_scores=True))  # [fsa][symbol]
+    shortest = k2.shortest_path(lattice, use_double_scores=True)
+    best = _path_symbols(shortest, _output_labels(shortest, output))  # [fsa][symbol]
     best = k2.RaggedTensor(k2.ragged.regular_ragged_shape(n, 1).to(best.device).compose(best.shape),
                            best.values)  # [fsa][1][symbol]
     seqs = k2.ragged.cat([best, seqs], axis=1)
@@ -181,7 +188,13 @@ def nbest(
         return [[] for _ in range(n)], torch.full((n,), float("-inf"))
     cand = k2.add_epsilon_self_loops(k2.linear_fsa(flat.to(lattice.device)))
     # Match candidates against the lattice's output symbols: invert when it has aux_labels.
-    inv = k2.arc_sort(k2.invert(lattice) if hasattr(lattice, "aux_labels") else lattice)
+    if output == "tokens":  # an acceptor of the tokens (-1 on the final arcs, as H's outputs)
+        inv = lattice.clone()
+        inv.labels = lattice.tokens.clone()
+        del inv.aux_labels
+    else:
+        inv = k2.invert(lattice) if hasattr(lattice, "aux_labels") else lattice
+    inv = k2.arc_sort(inv)
     inv.scores = inv.scores.detach()
     inter = k2.intersect_device(inv, cand, b_to_a_map=seq_to_fsa.to(torch.int32), sorted_match_a=True)
     inter = k2.top_sort(k2.connect(inter))
@@ -209,6 +222,7 @@ def ctc_k2_decode(
     nbest_scale: float = 0.5,
     log_semiring: bool = True,
     return_scores: bool = False,
+    output: str = "words",
 ) -> Union[List[List[int]], Tuple[List[List[int]], torch.Tensor]]:
     """Decode CTC log-probs with a k2 graph: token ids with H, word ids with HLG.
 
@@ -224,9 +238,14 @@ def ctc_k2_decode(
       method: ``1best`` (best path of the lattice) or ``nbest`` (see :func:`nbest`).
       num_paths, nbest_scale, log_semiring: n-best settings.
       return_scores: also return the ``(N,)`` scores of the hypotheses (-inf: no path).
+      output: ``words`` (the graph's output symbols: word ids of HLG, token ids of H) or
+        ``tokens`` (HLG's token sequence: the text of an open-vocabulary HLG, whose ``<unk>``
+        words are spelled only by their tokens).
 
     Sequences of length 0, and those whose lattice is empty (everything pruned), get ``[]``.
     """
+    if output not in ("words", "tokens"):
+        raise ValueError(f"output must be 'words' or 'tokens', got {output!r}")
     if method not in ("1best", "nbest"):
         raise ValueError(f"method must be '1best' or 'nbest', got {method!r}")
     N = logprobs.shape[0]
@@ -236,9 +255,10 @@ def ctc_k2_decode(
                                  min_active_states, max_active_states, subsampling_factor)
     if index:
         if method == "1best":
-            h, s = one_best(lattice)
+            h, s = one_best(lattice, output)
         else:
-            h, s = nbest(lattice, num_paths=num_paths, nbest_scale=nbest_scale, log_semiring=log_semiring)
+            h, s = nbest(lattice, num_paths=num_paths, nbest_scale=nbest_scale, log_semiring=log_semiring,
+                         output=output)
         for j, i in enumerate(index):
             hyps[i] = h[j]
             scores[i] = s[j]

@@ -57,6 +57,7 @@ def build_lexicon_fst(
     lexicon: Sequence[Tuple[int, Sequence[int]]],
     token_disambig0: Optional[int] = None,
     word_disambig0: Optional[int] = None,
+    unk: Optional[Tuple[int, int]] = None,
 ) -> k2.Fsa:
     """L: token ids -> word ids, one loop state, like icefall's ``lexicon_to_fst_no_sil``.
 
@@ -65,6 +66,10 @@ def build_lexicon_fst(
       token_disambig0, word_disambig0: ids of ``#0`` in tokens.txt and words.txt; when
         given, a ``#0:#0`` self-loop is added to the loop state so that G's backoff arcs
         can be followed after composition (L_disambig).
+      unk: ``(unk_token, unk_word)``: an open-vocabulary L_disambig. The word ``<unk>`` gets
+        the one-token pronunciation ``#unk`` (a symbol after the disambiguation tokens), so
+        that ``L o G`` stays determinizable; :func:`expand_unk` replaces each ``#unk`` arc
+        of the determinized LG by the token loop that spells a new word.
     """
     arcs: List[Tuple[int, int, int, float]] = []
     aux: List[int] = []
@@ -82,6 +87,9 @@ def build_lexicon_fst(
             arcs.append((cur, dst, int(t), 0.0))
             aux.append(int(word) if i == 0 else 0)
             cur = dst
+    if unk is not None:
+        arcs.append((loop, loop, int(unk[0]), 0.0))
+        aux.append(int(unk[1]))
     if token_disambig0 is not None:
         arcs.append((loop, loop, token_disambig0, 0.0))
         aux.append(word_disambig0 if word_disambig0 is not None else 0)
@@ -92,7 +100,8 @@ def build_lexicon_fst(
 
 
 # ------------------------------------------------------------------------------ G
-def arpa_to_fsa(lm: NgramLM, word2id: Dict[str, int], backoff_id: int) -> Tuple[k2.Fsa, Dict[str, int]]:
+def arpa_to_fsa(lm: NgramLM, word2id: Dict[str, int], backoff_id: int,
+                short_history: Optional[str] = None) -> Tuple[k2.Fsa, Dict[str, int]]:
     """G: an acceptor over word ids for a backoff n-gram LM (as kaldilm / arpa2fst build it).
 
     One state per history (an n-gram that is the context of a longer n-gram) plus the
@@ -102,15 +111,22 @@ def arpa_to_fsa(lm: NgramLM, word2id: Dict[str, int], backoff_id: int) -> Tuple[
     state; each history ``h`` has a backoff arc labelled ``backoff_id`` (``#0``) to its
     longest proper suffix that is a history, with score ``ln bow(h)``.
 
-    N-grams with words missing from ``word2id`` are skipped. Returns ``(G, stats)``.
+    N-grams with words missing from ``word2id`` are skipped. ``short_history``: a word after
+    which the history is that word alone (the n-grams ``... w x`` of longer contexts ending in
+    it are skipped; the next word gets the bigram ``w x``, itself a normalised distribution):
+    ``<unk>`` in an open-vocabulary G, so that every spelled word returns to one state.
+    Returns ``(G, stats)``.
     """
     N = lm.order
     # Histories: contexts of the n-grams of orders 2..N, and the empty history.
+    def cut(h: Tuple[str, ...]) -> bool:
+        return short_history is not None and len(h) > 1 and h[-1] == short_history
+
     hist = {(): 0}
     for k in range(2, N + 1):
         for g in lm.probs.get(k, {}):
             h = g[:-1]
-            if h not in hist:
+            if h not in hist and not cut(h):
                 hist[h] = 0
     start_hist = (BOS,) if (BOS,) in hist else ()
     ids: Dict[Tuple[str, ...], int] = {start_hist: 0}
@@ -126,7 +142,7 @@ def arpa_to_fsa(lm: NgramLM, word2id: Dict[str, int], backoff_id: int) -> Tuple[
         return ids[g]
 
     arcs: List[Tuple[int, int, int, float]] = []
-    skipped = 0
+    skipped = shortened = 0
     for k in range(1, N + 1):
         for g, lp in lm.probs.get(k, {}).items():
             w = g[-1]
@@ -135,6 +151,9 @@ def arpa_to_fsa(lm: NgramLM, word2id: Dict[str, int], backoff_id: int) -> Tuple[
             if any(x not in word2id and x not in (BOS, EOS) for x in g):
                 skipped += 1
                 continue
+            if cut(g[:-1]):
+                shortened += 1
+                continue
             src = ids[g[:-1]]
             if w == EOS:
                 arcs.append((src, final, -1, lp * LN10))
@@ -142,7 +161,7 @@ def arpa_to_fsa(lm: NgramLM, word2id: Dict[str, int], backoff_id: int) -> Tuple[
                 arcs.append((src, state_of(g), word2id[w], lp * LN10))
     backoff = 0
     for h, sid in ids.items():
-        if not h:
+        if not h or cut(h):
             continue
         if any(x not in word2id and x != BOS for x in h):
             continue  # unreachable state of a skipped word
@@ -151,7 +170,7 @@ def arpa_to_fsa(lm: NgramLM, word2id: Dict[str, int], backoff_id: int) -> Tuple[
         backoff += 1
     G = k2.arc_sort(k2.connect(fsa_from_arcs(arcs)))
     stats = {"states": G.shape[0], "arcs": G.num_arcs, "histories": len(ids), "skipped_ngrams": skipped,
-             "backoff_arcs": backoff}
+             "backoff_arcs": backoff, "short_history_ngrams": shortened}
     return G, stats
 
 
@@ -172,30 +191,97 @@ def sentence_score(G: k2.Fsa, word_ids: Sequence[int], backoff_id: int) -> float
     return float(vec.get_tot_scores(use_double_scores=True, log_semiring=False)[0])
 
 
-# ------------------------------------------------------------------------------ HLG
-def compile_hlg(H: k2.Fsa, L_disambig: k2.Fsa, G: k2.Fsa, first_token_disambig: int,
-                first_word_disambig: int) -> k2.Fsa:
-    """HLG = H o det(L_disambig o G) with disambiguation symbols and epsilons removed.
+# ------------------------------------------------------------------------------ LG, HLG
+class UnkSpelling:
+    """How an open-vocabulary graph spells ``<unk>``: a word-initial piece (``▁...``) followed by
+    any number of continuation pieces, each piece adding ``penalty`` (natural log, <= 0)."""
 
-    The steps of icefall's compile_hlg: arc-sort, compose, connect, determinize, connect,
+    def __init__(self, unk_token: int, starts: Sequence[int], conts: Sequence[int], penalty: float = 0.0):
+        if not starts:
+            raise ValueError("spelling <unk> needs word-initial tokens")
+        self.unk_token, self.starts, self.conts, self.penalty = int(unk_token), list(starts), list(conts), float(penalty)
+
+
+def expand_unk(LG: k2.Fsa, spell: UnkSpelling) -> k2.Fsa:
+    """Replace each arc of LG labelled ``spell.unk_token`` (``#unk``, the pronunciation of ``<unk>``)
+    by a token loop: from the arc's source, a word-initial piece to the arc's destination (a
+    one-piece word) or to a new state, one per destination, which loops on continuation pieces
+    and leaves for the destination on one. The first piece carries the arc's score, word labels
+    and LM score; every piece adds ``spell.penalty``. (Keep the destinations few, e.g. G built
+    with ``short_history="<unk>"``: the loops of each destination, composed with H, cost about
+    vocabulary x continuation pieces arcs.) Done after determinization (like Kaldi's unk
+    model put into HCLG by replacement): ``L o G`` with the loop inside would not be
+    determinizable, a spelled word and a lexicon word of the same tokens never merging."""
+    arcs = LG.arcs.values()[:, :3].tolist()
+    scores = LG.scores.detach().tolist()
+    lm = LG.lm_scores.detach().tolist() if hasattr(LG, "lm_scores") else [0.0] * len(scores)
+    aux = LG.aux_labels
+    aux_lists = aux.tolist() if isinstance(aux, k2.RaggedTensor) else [[int(a)] if a > 0 else [] for a in aux.tolist()]
+    unk = [i for i, a in enumerate(arcs) if a[2] == spell.unk_token]
+    keep = [i for i, a in enumerate(arcs) if a[2] != spell.unk_token]
+    final = LG.shape[0] - 1
+    inner_of: Dict[int, int] = {}
+    for i in unk:
+        inner_of.setdefault(arcs[i][1], final + len(inner_of))
+    M = len(inner_of)
+    new_final = final + M  # the inner states of the loops take the ids from the old final state on
+
+    def remap(x: int) -> int:
+        return new_final if x == final else x
+
+    src, dst, lab, sc, lms, auxs = [], [], [], [], [], []
+    for i in keep:
+        a = arcs[i]
+        src.append(a[0]); dst.append(remap(a[1])); lab.append(a[2])
+        sc.append(float(scores[i])); lms.append(float(lm[i])); auxs.append(aux_lists[i])
+    pen = spell.penalty
+    for i in unk:
+        s_, d_, _ = arcs[i]
+        inner = inner_of[d_]
+        w, l, A = float(scores[i]) + pen, float(lm[i]), aux_lists[i]
+        for t in spell.starts:
+            for target in (remap(d_), inner):
+                src.append(s_); dst.append(target); lab.append(t); sc.append(w); lms.append(l); auxs.append(A)
+    for d_, inner in inner_of.items():
+        for t in spell.conts:
+            for target in (inner, remap(d_)):
+                src.append(inner); dst.append(target); lab.append(t); sc.append(pen); lms.append(0.0); auxs.append([])
+    order = sorted(range(len(src)), key=src.__getitem__)
+    idx = torch.tensor(order, dtype=torch.long)
+    t = torch.stack([torch.tensor(src)[idx], torch.tensor(dst)[idx], torch.tensor(lab)[idx],
+                     torch.tensor(sc, dtype=torch.float32)[idx].view(torch.int32)], dim=1).to(torch.int32)
+    out = k2.Fsa(t.contiguous())
+    out.aux_labels = k2.RaggedTensor([auxs[i] for i in order], dtype=torch.int32)
+    out.lm_scores = torch.tensor(lms, dtype=torch.float32)[idx]
+    log.info("open vocabulary: %d #unk arcs into %d states, spelled by %d word-initial and %d continuation "
+             "pieces (%d -> %d arcs)", len(unk), M, len(spell.starts), len(spell.conts), LG.num_arcs, out.num_arcs)
+    return k2.arc_sort(out)
+
+
+def compile_lg(L_disambig: k2.Fsa, G: k2.Fsa, first_token_disambig: int, first_word_disambig: int,
+               unk: Optional[UnkSpelling] = None) -> k2.Fsa:
+    """LG = det(L_disambig o G) with disambiguation symbols and epsilons removed (the steps of
+    icefall's compile_hlg before H: arc-sort, compose, connect, determinize, connect,
     disambiguation symbols -> epsilon (labels >= first_token_disambig, word aux_labels >=
-    first_word_disambig), remove epsilons, connect, compose with H, connect, arc-sort.
-    HLG gets an ``lm_scores`` attribute (G's part of its scores; H and L have none), so a
-    decoder can use ``scores - lm_scores + lm_scale * lm_scores``.
-    """
+    first_word_disambig), remove epsilons, connect, arc-sort); with ``unk``, the ``#unk`` arcs
+    are then spelled by tokens (:func:`expand_unk`). LG gets an ``lm_scores`` attribute (G's
+    part of its scores; L has none), so a decoder can rescale the LM."""
     L = k2.arc_sort(L_disambig)
     G = G.clone()  # attributes are changed below: leave the caller's G alone
     if hasattr(G, "aux_labels"):
         del G.aux_labels  # an acceptor: compose matches L's words against G's labels
     if not hasattr(G, "lm_scores"):
-        G.lm_scores = G.scores.clone()  # carried into HLG, so that the LM can be rescaled
+        G.lm_scores = G.scores.clone()  # carried into LG, so that the LM can be rescaled
     G = k2.arc_sort(G)
-    log.info("HLG: composing L (%d arcs) and G (%d arcs)", L.num_arcs, G.num_arcs)
+    log.info("LG: composing L (%d arcs) and G (%d arcs)", L.num_arcs, G.num_arcs)
     LG = k2.connect(k2.compose(L, G))
-    log.info("HLG: determinizing LG (%d arcs)", LG.num_arcs)
+    log.info("LG: determinizing LG (%d arcs)", LG.num_arcs)
     LG = k2.connect(k2.determinize(LG))
     labels = LG.labels.clone()
-    labels[labels >= first_token_disambig] = 0
+    disambig = labels >= first_token_disambig
+    if unk is not None:
+        disambig &= labels != unk.unk_token
+    labels[disambig] = 0
     LG.labels = labels
     aux = LG.aux_labels
     if isinstance(aux, k2.RaggedTensor):
@@ -206,11 +292,21 @@ def compile_hlg(H: k2.Fsa, L_disambig: k2.Fsa, G: k2.Fsa, first_token_disambig: 
         aux = aux.clone()
         aux[aux >= first_word_disambig] = 0
         LG.aux_labels = aux
-    log.info("HLG: removing epsilons of LG (%d arcs)", LG.num_arcs)
+    log.info("LG: removing epsilons (%d arcs)", LG.num_arcs)
     LG = k2.connect(k2.remove_epsilon(LG))
     if isinstance(LG.aux_labels, k2.RaggedTensor):
         LG.aux_labels = LG.aux_labels.remove_values_eq(0)
-    LG = k2.arc_sort(LG)
+    if unk is not None:
+        LG = expand_unk(LG, unk)
+    return k2.arc_sort(LG)
+
+
+def compile_hlg(H: k2.Fsa, L_disambig: k2.Fsa, G: k2.Fsa, first_token_disambig: int,
+                first_word_disambig: int, unk: Optional[UnkSpelling] = None) -> k2.Fsa:
+    """HLG = H o LG (:func:`compile_lg`), connected and arc-sorted. HLG carries LG's
+    ``lm_scores`` and, from the composition, ``tokens`` (the CTC token that starts on an arc,
+    0 elsewhere): the text of an open-vocabulary HLG's path is in its tokens."""
+    LG = compile_lg(L_disambig, G, first_token_disambig, first_word_disambig, unk)
     log.info("HLG: composing H (%d arcs) and LG (%d arcs)", H.num_arcs, LG.num_arcs)
     HLG = k2.connect(k2.compose(H, LG, inner_labels="tokens"))
     HLG = k2.arc_sort(HLG)

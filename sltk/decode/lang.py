@@ -16,6 +16,16 @@ Layout of a lang directory written by :func:`prepare_lang` (program ``prepare-la
     HLG.pt                  H o det(L o G), disambiguation symbols and epsilons removed
     lang.json               the settings and sizes; written last (marks the directory done)
 
+An **open-vocabulary** lang directory (``--open-vocab``) has the word ``<unk>`` (before ``#0``
+in words.txt), pronounced ``#unk`` (the last symbol of tokens.txt) in L_disambig, and an LM
+trained on the transcripts plus a copy of them with the words seen once replaced by
+``<unk>`` (Good-Turing: the singletons stand for the unseen words, in the contexts where new
+words occur). In HLG (and the LG of fast_beam_LG) each ``#unk`` arc of the determinized LG is
+replaced by a token loop that spells any word: a word-initial piece (``▁...``), then any
+number of continuation pieces, each piece adding ``unk_penalty`` (:func:`graphs.expand_unk`).
+They output words outside the lexicon: the decoders read the text of such a graph's path from
+its tokens, not its words.
+
 Graphs are saved with ``torch.save(fsa.as_dict())``; load them with :meth:`Lang.graph`.
 Only the graph code needs k2; everything else here works without it.
 """
@@ -40,6 +50,7 @@ log = logging.getLogger("sltk")
 
 BLANK, SOS_EOS, UNK = "<blk>", "<sos/eos>", "<unk>"
 EPS = "<eps>"
+UNK_TOKEN = "#unk"  # the pronunciation of <unk> in an open-vocabulary L_disambig
 _DISAMBIG = re.compile(r"^#\d+$")
 _SPECIAL_WORDS = {"<s>", "</s>"}
 LANG_FORMAT = 1
@@ -211,6 +222,18 @@ class Lang:
     def lm_order(self) -> int:
         return int(self.config.get("lm_order", 0))
 
+    @property
+    def open_vocab(self) -> bool:
+        """Whether HLG and LG spell ``<unk>`` with tokens (see the module doc)."""
+        return bool(self.config.get("settings", {}).get("open_vocab", False))
+
+    def unk_spelling(self):
+        """The :class:`graphs.UnkSpelling` of an open-vocabulary lang, else None."""
+        if not self.open_vocab:
+            return None
+        pieces = [self.sp.id_to_piece(i) for i in range(self.vocab_size)]
+        return _unk_spelling(pieces, self.token2id, self.config["settings"]["unk_penalty"])
+
     @cached_property
     def sp(self):
         import sentencepiece as spm
@@ -296,6 +319,29 @@ def _sha1_sentences(sentences: List[List[str]]) -> str:
     return h.hexdigest()
 
 
+def _unk_spelling(pieces: Sequence[str], token2id: Dict[str, int], penalty: float):
+    from sltk.decode.graphs import UnkSpelling
+
+    real = [(i, p) for i, p in enumerate(pieces) if i > 2]  # not <blk>, <sos/eos>, <unk>
+    return UnkSpelling(token2id[UNK_TOKEN], [i for i, p in real if p.startswith("\u2581")],
+                       [i for i, p in real if not p.startswith("\u2581")], penalty)
+
+
+def _with_unk_copy(sentences: List[List[str]]) -> List[List[str]]:
+    """The sentences, then a copy of those with a word seen once, that word replaced by ``<unk>``:
+    an LM trained on both gives ``<unk>`` the probability of a new word where new words occur
+    (the slots of a command, names) and leaves the other n-grams' estimates nearly unchanged."""
+    from collections import Counter
+
+    counts = Counter(w for s in sentences for w in s)
+    copy = [[UNK if counts[w] == 1 else w for w in s] for s in sentences]
+    copy = [s for s in copy if UNK in s]
+    if not copy:
+        log.warning("no word occurs once in the transcripts: <unk> gets no LM probability")
+    log.info("open vocabulary: %d sentences with a word seen once join the LM text with it as <unk>", len(copy))
+    return list(sentences) + copy
+
+
 def train_bpe(sentences: List[List[str]], vocab_size: int) -> bytes:
     """A sentencepiece BPE model (serialized) with <blk>=0, <sos/eos>=1, <unk>=2.
 
@@ -345,6 +391,8 @@ def prepare_lang(
     kaldi_text: Optional[bool] = None,
     overwrite: bool = False,
     graphs: Optional[bool] = None,
+    open_vocab: bool = False,
+    unk_penalty: float = 0.0,
 ) -> Lang:
     """Write a lang directory (see the module doc) from training transcripts.
 
@@ -360,6 +408,8 @@ def prepare_lang(
       overwrite: redo everything even if the outputs exist.
       graphs: build the k2 graphs (H, L, G, HLG); default: when k2 can be imported. Without
         them the directory still has the BPE model, tables, lexicon and ARPA LM.
+      open_vocab: an open-vocabulary lexicon and LM (``<unk>`` spelled by tokens; module doc).
+      unk_penalty: log score (<= 0) added per token of a spelled ``<unk>`` word.
 
     Work whose outputs exist and were made with the same settings is skipped; outputs of
     different settings are an error unless ``overwrite``.
@@ -391,6 +441,10 @@ def prepare_lang(
         "bpe_model_sha1": _sha1_file(bpe_model) if bpe_model is not None else None,
         "arpa_sha1": _sha1_file(arpa) if arpa is not None else None,
     }
+    if open_vocab:  # only then: directories of closed-vocabulary runs keep their settings
+        if unk_penalty > 0:
+            raise UserError(f"--unk-penalty must be <= 0 (a log score), got {unk_penalty}")
+        settings.update(open_vocab=True, unk_penalty=float(unk_penalty))
     if graphs is None:
         graphs = k2_available()
         if not graphs:
@@ -494,8 +548,9 @@ def prepare_lang(
         if not lexicon:
             raise UserError("no word of the transcripts can be spelled with the BPE model")
         lex_disambig, max_disambig = add_disambig_symbols(lexicon)
-        words = [EPS] + [w for w, _ in lexicon] + ["#0", "<s>", "</s>"]
-        tokens = pieces + [f"#{i}" for i in range(max_disambig + 1)]
+        unk_word = [UNK] if open_vocab else []  # before #0: word ids below #0 are outputs
+        words = [EPS] + [w for w, _ in lexicon if w != UNK] + unk_word + ["#0", "<s>", "</s>"]
+        tokens = pieces + [f"#{i}" for i in range(max_disambig + 1)] + ([UNK_TOKEN] if open_vocab else [])
         write_symbols(d / "tokens.txt", tokens)
         write_lexicon(d / "lexicon.txt", lexicon)
         write_lexicon(d / "lexicon_disambig.txt", lex_disambig)
@@ -517,7 +572,8 @@ def prepare_lang(
         H = graphs.build_ctc_topo(V - 1, modified=modified_ctc_topo)
         graphs.save_fsa(H, d / "H.pt")
         graphs.save_fsa(graphs.build_lexicon_fst(lex_ids(lexicon)), d / "L.pt")
-        Ld = graphs.build_lexicon_fst(lex_ids(lex_disambig), token2id["#0"], word2id["#0"])
+        unk = (token2id[UNK_TOKEN], word2id[UNK]) if open_vocab else None
+        Ld = graphs.build_lexicon_fst(lex_ids(lex_disambig), token2id["#0"], word2id["#0"], unk=unk)
         graphs.save_fsa(Ld, d / "L_disambig.pt")
 
     if lm_order > 0:
@@ -529,7 +585,7 @@ def prepare_lang(
                 with atomic_path(d / lm_name) as tmp:
                     shutil.copyfile(arpa, tmp)
             else:
-                lm = ngram.train_kneser_ney(sentences, lm_order)
+                lm = ngram.train_kneser_ney(_with_unk_copy(sentences) if open_vocab else sentences, lm_order)
                 ngram.write_arpa(lm, d / lm_name)
                 log.info("trained a %d-gram LM: %s n-grams", lm_order,
                          "/".join(str(lm.num_ngrams(k)) for k in range(1, lm_order + 1)))
@@ -538,7 +594,7 @@ def prepare_lang(
             from sltk.decode import graphs
 
             lm = ngram.read_arpa(d / lm_name)
-            G, gstats = graphs.arpa_to_fsa(lm, word2id, word2id["#0"])
+            G, gstats = graphs.arpa_to_fsa(lm, word2id, word2id["#0"], short_history=UNK if open_vocab else None)
             if gstats["skipped_ngrams"]:
                 log.warning("G: skipped %d n-grams with words outside words.txt", gstats["skipped_ngrams"])
             log.info("G: %d states, %d arcs", gstats["states"], gstats["arcs"])
@@ -550,7 +606,8 @@ def prepare_lang(
             H = graphs.load_fsa(d / "H.pt")
             Ld = graphs.load_fsa(d / "L_disambig.pt")
             G = graphs.load_fsa(d / g_name)
-            HLG = graphs.compile_hlg(H, Ld, G, token2id["#0"], word2id["#0"])
+            spell = _unk_spelling(pieces, token2id, float(unk_penalty)) if open_vocab else None
+            HLG = graphs.compile_hlg(H, Ld, G, token2id["#0"], word2id["#0"], spell)
             graphs.save_fsa(HLG, d / "HLG.pt")
 
     config = {

@@ -47,3 +47,40 @@ def test_decode_errors(toy_corpus, overfit_model, tmp_path, run_env):
     r = subprocess.run(base + ["--checkpoint", str(exp / "epoch-1.pt"), "--method", "nope"], capture_output=True,
                        text=True, env=run_env)
     assert r.returncode == 2 and "nope" in r.stderr
+
+
+def test_open_vocabulary_lang_outputs_words_outside_the_lexicon(toy_corpus, overfit_model, tmp_path, run_env):
+    # A lang whose text never has "face" (in 4 of the 10 utterances): with the closed lang the
+    # word-level methods cannot output it; with --open-vocab they spell it from the tokens.
+    pytest.importorskip("k2")
+    from sltk.decode.lang import prepare_lang
+
+    cuts, lang = toy_corpus
+    exp, cfg = overfit_model
+    sentences = (cuts.parent / "text.txt").read_text().splitlines()
+    text = tmp_path / "text.txt"
+    # "DACE" is seen once: the LM learns that a new word may follow "BAD"
+    text.write_text("".join(s + "\n" for s in sentences if "FACE" not in s) + "BAD DACE\n")
+    with_face = sum("FACE" in s for s in sentences)
+    assert with_face == 4
+    methods = ["fast_beam_LG", "ctc_HLG", "ctc_HLG_nbest"]
+    wrong = {}
+    for kind in ("closed", "open"):
+        prepare_lang([text], tmp_path / kind, bpe_model=lang / "bpe.model", lm_order=2, open_vocab=kind == "open")
+        cmd = [sys.executable, "-m", "sltk.bin.decode_transducer", "--checkpoint",
+               str(exp / f"epoch-{cfg.num_epochs}.pt"), "--cuts", str(cuts), "--lang-dir", str(tmp_path / kind),
+               "--out-dir", str(tmp_path / f"dec_{kind}"), "--no-lg-fallback"]
+        for m in methods:
+            cmd += ["--method", m]
+        r = subprocess.run(cmd, capture_output=True, text=True, env=run_env, timeout=600)
+        assert r.returncode == 0, r.stderr[-3000:]
+        for m in methods:
+            d = tmp_path / f"dec_{kind}" / m
+            refs = dict(l.split(" ", 1) for l in (d / "ref.txt").read_text().splitlines())
+            hyps = dict((l.split(" ", 1) + [""])[:2] for l in (d / "hyp.txt").read_text().splitlines())
+            wrong[kind, m] = sorted(k for k, v in refs.items() if hyps.get(k) != v)
+            if kind == "closed":
+                assert not any("FACE" in h for h in hyps.values())
+    for m in methods:
+        assert len(wrong["closed", m]) >= with_face, m
+        assert len(wrong["open", m]) <= 1, (m, wrong["open", m])

@@ -176,3 +176,128 @@ def test_per_sequence_graphs_and_modified_topology(H):
     assert build_ctc_topo(50, modified=True).num_arcs < build_ctc_topo(50).num_arcs / 10  # O(V), not O(V^2)
     Hm = build_ctc_topo(2, modified=True)
     assert ctc_k2_decode(lp, [3, 3], Hm) == [[1, 2], [2, 1]]
+
+
+# ----------------------------------------------------------------------------- open vocabulary
+@pytest.fixture(scope="module")
+def open_lang(lang, tmp_path_factory):
+    from sltk.decode.lang import prepare_lang
+
+    d = tmp_path_factory.mktemp("ctc_open_lang")
+    (d / "corpus.txt").write_text("\n".join(CORPUS) + "\n")
+    return prepare_lang([d / "corpus.txt"], d / "lang", bpe_model=lang.dir / "bpe.model", lm_order=2,
+                        open_vocab=True)
+
+
+def test_open_vocab_tables_and_lm(lang, open_lang):
+    from sltk.decode.ngram import read_arpa
+
+    assert open_lang.open_vocab and not lang.open_vocab
+    # same tokens and lexicon word ids; <unk> just before #0; #unk after the disambiguation tokens
+    assert open_lang.vocab_size == lang.vocab_size
+    assert all(open_lang.word2id[w] == i for w, i in lang.word2id.items() if i < lang.word2id["#0"])
+    assert open_lang.word2id["<unk>"] == open_lang.word2id["#0"] - 1 == lang.word2id["#0"]
+    assert open_lang.token2id["#unk"] == len(open_lang.token2id) - 1
+    assert "<unk>" not in open_lang.lexicon
+    # words seen once in CORPUS: "mat", "ate". The LM saw "the cat sat on the <unk>" and
+    # "a cat <unk> the rat", so <unk> follows "the" and "cat" with a bigram, not by backing off.
+    lm = read_arpa(open_lang.dir / "lm_2gram.arpa")
+    assert ("the", "<unk>") in lm.probs[2] and ("cat", "<unk>") in lm.probs[2]
+    assert ("dog", "<unk>") not in lm.probs[2]
+    assert ("mat",) in lm.probs[1]  # the singletons keep their own probability
+    spell = open_lang.unk_spelling()
+    pieces = [open_lang.sp.id_to_piece(i) for i in range(open_lang.vocab_size)]
+    assert sorted(spell.starts + spell.conts) == list(range(3, open_lang.vocab_size))
+    assert all(pieces[t].startswith("\u2581") for t in spell.starts)
+    assert not any(pieces[t].startswith("\u2581") for t in spell.conts)
+
+
+def test_open_vocab_hlg_spells_a_new_word(lang, open_lang):
+    # "tag" and "rog" are in no transcript; the BPE pieces spell them. The closed HLG can only
+    # substitute a known word; the open one spells them from the tokens, and keeps the known
+    # sentences as they are.
+    sents = ["the cat sat on the mat", "a dog sat", "the cat sat on the tag", "the rog ran"]
+    assert "tag" not in lang.word2id and "rog" not in lang.word2id
+    lp, lens = peaked(lang, [lang.encode(s) for s in sents])
+    closed = hyps_to_text(ctc_k2_decode(lp, lens, lang.graph("HLG")), lang, "words")
+    assert closed[:2] == sents[:2] and closed[2] != sents[2] and closed[3] != sents[3]
+    HLG = open_lang.graph("HLG")
+    for method in ("1best", "nbest"):
+        toks = ctc_k2_decode(lp, lens, HLG, method=method, output="tokens")
+        assert hyps_to_text(toks, open_lang, "tokens") == sents, method
+    words = hyps_to_text(ctc_k2_decode(lp, lens, HLG), open_lang, "words")
+    assert words == sents[:2] + ["the cat sat on the <unk>", "the <unk> ran"]
+
+
+def test_open_vocab_lm_prefers_a_known_word_on_ambiguous_audio(lang, open_lang):
+    # A frame that is half "▁mat", half the spelling of "▁m at" (same letters): the lexicon path
+    # with the LM's "mat" should win over the spelled <unk>, so the text is the same either way;
+    # with a large penalty per spelled piece, even a clear new word is not spelled.
+    from sltk.decode.lang import prepare_lang
+
+    lp, lens = peaked(lang, [lang.encode("the cat sat on the mat")])
+    toks = ctc_k2_decode(lp, lens, open_lang.graph("HLG"), output="tokens")
+    words = ctc_k2_decode(lp, lens, open_lang.graph("HLG"))
+    assert hyps_to_text(words, open_lang, "words") == ["the cat sat on the mat"]
+    assert hyps_to_text(toks, open_lang, "tokens") == ["the cat sat on the mat"]
+    d = open_lang.dir.parent / "penalized"
+    strict = prepare_lang([open_lang.dir.parent / "corpus.txt"], d, bpe_model=lang.dir / "bpe.model",
+                          lm_order=2, open_vocab=True, unk_penalty=-50.0)
+    lp, lens = peaked(lang, [lang.encode("the cat sat on the tag")])
+    out = hyps_to_text(ctc_k2_decode(lp, lens, strict.graph("HLG"), output="tokens"), strict, "tokens")
+    assert out != ["the cat sat on the tag"] and "<unk>" not in out[0]
+
+
+def test_expand_unk_hand_made():
+    # LG: 0 -#unk(9)/<unk>(5), score -1-> 1 -(-1)-> 2 (final). Tokens: starts {3, 4}, conts {6}.
+    # The expansion accepts exactly a start token then any number of 6s, each piece adding the
+    # penalty -0.5 and the first carrying the arc's score and word.
+    import k2
+
+    from sltk.decode.graphs import UnkSpelling, expand_unk, fsa_from_arcs
+
+    LG = fsa_from_arcs([(0, 1, 9, -1.0), (1, 2, -1, 0.0)], aux_labels=[5, -1])
+    LG.lm_scores = torch.tensor([-1.0, 0.0])
+    out = expand_unk(LG, UnkSpelling(9, [3, 4], [6], penalty=-0.5))
+
+    def best(seq):
+        lin = k2.linear_fsa(seq)
+        inter = k2.connect(k2.intersect(k2.arc_sort(out), lin, treat_epsilons_specially=False))
+        if inter.num_arcs == 0:
+            return None
+        path = k2.shortest_path(k2.create_fsa_vec([inter]), use_double_scores=True)
+        words = [w for w in path.aux_labels.values.tolist() if w > 0]
+        return words, float(path.get_tot_scores(use_double_scores=True, log_semiring=False)[0])
+
+    assert best([3]) == ([5], pytest.approx(-1.5))
+    assert best([4, 6, 6]) == ([5], pytest.approx(-2.5))
+    assert best([6]) is None and best([3, 3]) is None and best([]) is None
+    assert (out.lm_scores.sum() - (-1.0) * 4) == pytest.approx(0.0)  # both starts, to 1 or to the loop
+
+
+def test_g_with_a_short_history_after_unk():
+    # Open-vocabulary G: after <unk> the history is <unk> alone, so that every spelled word
+    # returns to one state. The score of "<s> a <unk> b </s>" is then
+    #   ln P(a|<s>) + ln P(<unk>|<s> a) + ln P(b|<unk>) + ln P(</s>|<unk> b),
+    # the trigram P(b|a <unk>) replaced by the bigram; without the option it is the trigram.
+    from sltk.decode.graphs import arpa_to_fsa, sentence_score
+    from sltk.decode.ngram import train_kneser_ney
+
+    sents = [s.split() for s in ["a <unk> b", "a <unk> c", "c <unk> c", "b <unk> b a", "a b c"]]
+    lm = train_kneser_ney(sents, order=3)
+    words = ["a", "b", "c", "<unk>", "#0"]
+    w2i = {w: i + 1 for i, w in enumerate(words)}
+    ids = [w2i[w] for w in ["a", "<unk>", "b"]]
+    ln = math.log(10)
+
+    def lp(w, h):
+        return lm.logprob(w, h) * ln
+
+    full, _ = arpa_to_fsa(lm, w2i, w2i["#0"])
+    short, stats = arpa_to_fsa(lm, w2i, w2i["#0"], short_history="<unk>")
+    assert stats["short_history_ngrams"] > 0
+    trigram = lp("a", ("<s>",)) + lp("<unk>", ("<s>", "a")) + lp("b", ("a", "<unk>")) + lp("</s>", ("<unk>", "b"))
+    bigram = lp("a", ("<s>",)) + lp("<unk>", ("<s>", "a")) + lp("b", ("<unk>",)) + lp("</s>", ("<unk>", "b"))
+    assert abs(trigram - bigram) > 0.05
+    assert sentence_score(full, ids, w2i["#0"]) == pytest.approx(trigram, abs=1e-4)
+    assert sentence_score(short, ids, w2i["#0"]) == pytest.approx(bigram, abs=1e-4)

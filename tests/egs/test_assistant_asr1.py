@@ -24,9 +24,15 @@ def test_tiny_recipe_end_to_end(tmp_path, run_env):
     exp = egs / "assistant" / "asr1" / "exp" / "tiny" / "model_tiny"
     table = (exp / "results.md").read_text()
     for m in ["greedy", "modified_beam", "fast_beam", "fast_beam_LG", "ctc_greedy", "ctc_H", "ctc_HLG",
-              "ctc_HLG_nbest"]:
+              "ctc_HLG_nbest", "fast_beam_LG_unk", "ctc_HLG_unk"]:
         assert f"| {m} |" in table
         assert (exp / "decode_test" / m / "scoring" / "wer.json").is_file()
+    # the _unk methods decoded with the open-vocabulary lang (same BPE model)
+    lang = egs / "assistant" / "asr1" / "data" / "tiny" / "lang_bpe_100"
+    unk = Path(str(lang) + "_unk")
+    assert (unk / "bpe.model").read_bytes() == (lang / "bpe.model").read_bytes()
+    assert "<unk>" in (unk / "words.txt").read_text().split() and '"open_vocab": true' in (unk / "lang.json").read_text()
+    assert "--lang-dir " + str(Path("data/tiny/lang_bpe_100_unk")) in (exp / "log" / "decode_test_unk.log").read_text()
     # a rerun resumes: every stage before scoring is skipped
     r = subprocess.run([str(run), "--size", "tiny", "--stop-stage", "4"], capture_output=True, text=True,
                        env=env, timeout=300)
