@@ -392,7 +392,7 @@ def prepare_lang(
     overwrite: bool = False,
     graphs: Optional[bool] = None,
     open_vocab: bool = False,
-    unk_penalty: float = 0.0,
+    unk_penalty: float = -6.0,
 ) -> Lang:
     """Write a lang directory (see the module doc) from training transcripts.
 
@@ -409,7 +409,8 @@ def prepare_lang(
       graphs: build the k2 graphs (H, L, G, HLG); default: when k2 can be imported. Without
         them the directory still has the BPE model, tables, lexicon and ARPA LM.
       open_vocab: an open-vocabulary lexicon and LM (``<unk>`` spelled by tokens; module doc).
-      unk_penalty: log score (<= 0) added per token of a spelled ``<unk>`` word.
+      unk_penalty: log score (<= 0) added per token of a spelled ``<unk>`` word (at 0 the CTC
+        head's best tokens out-score the lexicon's spelling of known words).
 
     Work whose outputs exist and were made with the same settings is skipped; outputs of
     different settings are an error unless ``overwrite``.

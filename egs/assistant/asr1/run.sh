@@ -128,11 +128,12 @@ if stage_in 5; then
   done
   python3 local/results_table.py --exp "$exp" --sets "dev test test_heldout_synth" --methods "$methods" \
     > "$exp/results.md"
-  # how much of the error is words never seen in training (the best method's first: greedy)
-  m1=${methods%% *}
+  # how much of the error is words never seen in training, per set and method
   dirs=""
-  for s in dev test test_heldout_synth; do [ -f "$exp/decode_$s/$m1/hyp.txt" ] && dirs="$dirs $exp/decode_$s/$m1"; done
-  [ -z "$dirs" ] || { echo; echo "Out-of-vocabulary words ($m1):"; echo;
+  for s in dev test test_heldout_synth; do
+    for m in $methods; do [ -f "$exp/decode_$s/$m/hyp.txt" ] && dirs="$dirs $exp/decode_$s/$m"; done
+  done
+  [ -z "$dirs" ] || { echo; echo "Out-of-vocabulary words:"; echo;
     python3 local/oov_breakdown.py --train-text "$data/synth/train/text" --json "$exp/oov.json" $dirs | sed 's/^/- /'; } \
     >> "$exp/results.md"
   cat "$exp/results.md"

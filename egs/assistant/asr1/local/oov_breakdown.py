@@ -4,8 +4,8 @@
 For a decoding directory (ref.txt, hyp.txt) and the training transcripts: the share of
 reference words that are out of the training vocabulary (OOV), the WER on the utterances whose
 reference is entirely in-vocabulary, and how many of the errors are OOV reference words that
-were not recognized. A word-level LM (fast_beam_LG, HLG) can never output an OOV word; the other
-methods can only spell one from subwords."""
+were not recognized. A word-level LM (fast_beam_LG, HLG) can never output an OOV word unless its
+lang is open-vocabulary (the _unk methods); the other methods can only spell one from subwords."""
 
 import argparse
 import json
