@@ -67,7 +67,69 @@ class SpecAugment:
         return x
 
 
-class NoiseMixer:
+class _PerUtterance:
+    """A batch transform applied to each utterance's frames (not the padding) with probability
+    ``self.p``, drawing from ``self.rng``; subclasses define :meth:`apply`."""
+
+    p: float
+    rng: random.Random
+
+    def apply(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def __call__(self, x: torch.Tensor, lens: torch.Tensor) -> torch.Tensor:
+        x = x.clone()
+        for i in range(x.size(0)):
+            if self.rng.random() >= self.p:
+                continue
+            t = int(lens[i])
+            x[i, :t] = self.apply(x[i, :t])
+        return x
+
+
+class FreqWarp(_PerUtterance):
+    """VTLP-style vocal-tract-length perturbation of log-mel features (Jaitly & Hinton 2013):
+    each utterance, with probability ``p``, gets a warp factor drawn uniformly from
+    ``warp_range`` and its spectrum is stretched along frequency as Kaldi's VTLN warps the
+    filter bank (:func:`sltk.audio.features.vtln_warp_freq`, piecewise linear: factor > 1 moves
+    the formants up, as from a longer to a shorter vocal tract). The features are log-mel
+    energies of ``num_mel_bins`` filters between ``low_freq`` and ``high_freq`` (the bins of
+    the batch); a warped bin is linearly interpolated between the two nearest original bins."""
+
+    def __init__(self, warp_range=(0.9, 1.1), sample_rate: int = 16000, low_freq: float = 20.0,
+                 high_freq: float = 0.0, vtln_low: float = 100.0, vtln_high: float = -500.0,
+                 p: float = 1.0, seed: Optional[int] = None):
+        lo, hi = warp_range
+        if not 0.5 <= lo <= hi <= 2.0:
+            raise ValueError(f"freq warp range must satisfy 0.5 <= low <= high <= 2, got {lo} {hi}")
+        nyquist = sample_rate / 2
+        self.range, self.p = (lo, hi), p
+        self.low_freq, self.high_freq = low_freq, high_freq + nyquist if high_freq <= 0 else high_freq
+        self.vtln_low, self.vtln_high = vtln_low, vtln_high + nyquist if vtln_high < 0 else vtln_high
+        self.rng = random.Random(seed)
+
+    def source_bins(self, num_bins: int, warp: float) -> torch.Tensor:
+        """For each output bin, the fractional index of the input bin it reads (clamped)."""
+        from sltk.audio.features import inverse_mel_scale, mel_scale, vtln_warp_freq
+        mel_lo, mel_hi = mel_scale(self.low_freq), mel_scale(self.high_freq)
+        delta = (mel_hi - mel_lo) / (num_bins + 1)
+        center = mel_lo + (torch.arange(num_bins, dtype=torch.float64) + 1.0) * delta
+        src = mel_scale(vtln_warp_freq(self.vtln_low, self.vtln_high, self.low_freq, self.high_freq,
+                                       warp, inverse_mel_scale(center)))
+        return ((src - mel_lo) / delta - 1.0).clamp(0, num_bins - 1)
+
+    def warp(self, x: torch.Tensor, warp: float) -> torch.Tensor:
+        """``x`` (..., F) warped by one factor."""
+        pos = self.source_bins(x.size(-1), warp).to(x.dtype)
+        i0 = pos.floor().long().clamp(max=x.size(-1) - 2)
+        frac = pos - i0
+        return x[..., i0] * (1 - frac) + x[..., i0 + 1] * frac
+
+    def apply(self, x: torch.Tensor) -> torch.Tensor:
+        return self.warp(x, self.rng.uniform(*self.range))
+
+
+class NoiseMixer(_PerUtterance):
     """MUSAN-style additive noise in the log-mel domain: x' = log(exp(x) + g * exp(n)), with the
     gain g set for an SNR drawn uniformly from ``snr`` (dB) over mel power, noise tiled/cropped
     to the utterance. ``noises``: log-mel matrices (T_i, F) of noise recordings."""
@@ -78,22 +140,17 @@ class NoiseMixer:
         self.noises, self.snr, self.p = noises, snr, p
         self.rng = random.Random(seed)
 
-    def __call__(self, x: torch.Tensor, lens: torch.Tensor) -> torch.Tensor:
-        x = x.clone()
-        for i in range(x.size(0)):
-            if self.rng.random() >= self.p:
-                continue
-            t = int(lens[i])
-            n = self.noises[self.rng.randrange(len(self.noises))]
-            reps = -(-t // n.size(0))
-            start = self.rng.randrange(n.size(0))
-            n = torch.cat([n] * (reps + 1))[start: start + t].to(x.dtype)
-            snr = self.rng.uniform(*self.snr)
-            sp = x[i, :t].exp().mean()
-            npow = n.exp().mean()
-            gain = sp / (npow * 10 ** (snr / 10))
-            x[i, :t] = torch.logaddexp(x[i, :t], n + gain.log())
-        return x
+    def apply(self, x: torch.Tensor) -> torch.Tensor:
+        t = x.size(0)
+        n = self.noises[self.rng.randrange(len(self.noises))]
+        reps = -(-t // n.size(0))
+        start = self.rng.randrange(n.size(0))
+        n = torch.cat([n] * (reps + 1))[start: start + t].to(x.dtype)
+        snr = self.rng.uniform(*self.snr)
+        sp = x.exp().mean()
+        npow = n.exp().mean()
+        gain = sp / (npow * 10 ** (snr / 10))
+        return torch.logaddexp(x, n + gain.log())
 
 
 def alignable(num_frames: int, num_tokens: int) -> bool:

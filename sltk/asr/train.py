@@ -31,7 +31,7 @@ from sltk.asr import loss as L
 from sltk.asr.checkpoint import (average_checkpoints, config_diff, load_weights, read_checkpoint, save_checkpoint,
                                  transform_kinds)
 from sltk.asr.config import ModelConfig
-from sltk.asr.data import AsrBatches, NoiseMixer, SpecAugment, alignable
+from sltk.asr.data import AsrBatches, FreqWarp, NoiseMixer, SpecAugment, alignable
 from sltk.asr.model import Transducer
 from sltk.utils.errors import UserError
 from sltk.utils.io import atomic_open, atomic_path
@@ -61,6 +61,7 @@ class TrainConfig:
     weight_decay: float = 1e-6
     clip_grad: float = 5.0
     spec_augment: bool = True
+    freq_warp: Tuple[float, float] = (1.0, 1.0)  # VTLP warp-factor range (1 1: off)
     noise_cuts: str = ""                # cuts with features to mix in as noise (MUSAN-style)
     noise_snr: Tuple[float, float] = (10.0, 20.0)
     noise_prob: float = 0.5
@@ -463,6 +464,9 @@ def _train(rank: int, cfg: TrainConfig, mcfg: ModelConfig, backend: str, hooks: 
         if not noises:
             raise UserError(f"noise cuts {cfg.noise_cuts} have no features")
         transforms.append(NoiseMixer(noises, snr=tuple(cfg.noise_snr), p=cfg.noise_prob, seed=cfg.seed + rank))
+    if tuple(cfg.freq_warp) != (1.0, 1.0):
+        transforms.append(FreqWarp(tuple(cfg.freq_warp), sample_rate=next(iter(train_cuts)).sampling_rate,
+                                   seed=cfg.seed + 7919 + rank))
     if cfg.spec_augment:
         transforms.append(SpecAugment(seed=cfg.seed + rank))
     dataset = AsrBatches(transforms)

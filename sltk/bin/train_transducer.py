@@ -37,6 +37,8 @@ HELP = {
     "weight_decay": "AdamW weight decay.",
     "clip_grad": "Gradient-norm clipping.",
     "spec_augment": "SpecAugment (frequency and time masks).",
+    "freq_warp": "VTLP: per-utterance frequency-warp factor drawn from this range, e.g. --freq-warp 0.9 1.1 "
+                 "(1 1: off); applied to the log-mel features as Kaldi's VTLN warps the filter bank.",
     "noise_cuts": "CutSet of noise recordings with features, mixed in at random SNR.",
     "noise_snr": "SNR range in dB for noise mixing, e.g. --noise-snr 10 20.",
     "noise_prob": "Probability of mixing noise into an utterance.",

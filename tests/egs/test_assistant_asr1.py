@@ -24,7 +24,7 @@ def test_tiny_recipe_end_to_end(tmp_path, run_env):
     exp = egs / "assistant" / "asr1" / "exp" / "tiny" / "model_tiny"
     table = (exp / "results.md").read_text()
     for m in ["greedy", "modified_beam", "fast_beam", "fast_beam_LG", "ctc_greedy", "ctc_H", "ctc_HLG",
-              "ctc_HLG_nbest", "fast_beam_LG_unk", "ctc_HLG_unk"]:
+              "ctc_HLG_nbest", "fast_beam_LG_unk", "ctc_HLG_unk", "ctc_HLG_lm"]:
         assert f"| {m} |" in table
         assert (exp / "decode_test" / m / "scoring" / "wer.json").is_file()
     # the _unk methods decoded with the open-vocabulary lang (same BPE model)
@@ -33,6 +33,17 @@ def test_tiny_recipe_end_to_end(tmp_path, run_env):
     assert (unk / "bpe.model").read_bytes() == (lang / "bpe.model").read_bytes()
     assert "<unk>" in (unk / "words.txt").read_text().split() and '"open_vocab": true' in (unk / "lang.json").read_text()
     assert "--lang-dir " + str(Path("data/tiny/lang_bpe_100_unk")) in (exp / "log" / "decode_test_unk.log").read_text()
+    # the _lm methods: lexicon and LM also from make-lm-text's domain text, never a dev/test sentence
+    lm = Path(str(lang) + "_lm")
+    assert (lm / "bpe.model").read_bytes() == (lang / "bpe.model").read_bytes()
+    data = egs / "assistant" / "asr1" / "data" / "tiny"
+    lm_text = (data / "lm" / "text.txt").read_text().splitlines()
+    assert len(lm_text) == 5000
+    for s in ("dev", "test", "test_heldout_synth"):
+        sents = {ln.split(maxsplit=1)[1] for ln in (data / "synth" / s / "text").read_text().splitlines()}
+        assert sents and not sents & set(lm_text)
+    assert len((lm / "words.txt").read_text().splitlines()) > len((lang / "words.txt").read_text().splitlines())
+    assert "--lang-dir " + str(Path("data/tiny/lang_bpe_100_lm")) in (exp / "log" / "decode_test_lm.log").read_text()
     # a rerun resumes: every stage before scoring is skipped
     r = subprocess.run([str(run), "--size", "tiny", "--stop-stage", "4"], capture_output=True, text=True,
                        env=env, timeout=300)

@@ -10,7 +10,9 @@
 #      voices), test_heldout_synth (a synthesizer never used in training)
 #   1  features (compute-features): 80-dim fbank; speed perturbation 0.9/1.1 on train (full)
 #   2  lang (prepare-lang): BPE, lexicon, 3-gram LM, H, L, HLG; and <lang>_unk, the same with an
-#      open vocabulary (--open-vocab: <unk> spelled by BPE pieces), for the methods ending in _unk
+#      open vocabulary (--open-vocab: <unk> spelled by BPE pieces), for the methods ending in _unk;
+#      and <lang>_lm, lexicon and LM also from domain text (make-lm-text: the corpus's templates
+#      and catalogs, never a dev/test sentence), for the methods ending in _lm
 #   3  train (train-transducer), then average the last epochs
 #   4  decode every set with every method (decode-transducer)
 #   5  score (compute-wer, per voice/accent/synthesizer/intent) and write the results table
@@ -26,11 +28,14 @@ model=conformer     # conformer | lstm (conf/model_<model>.yaml); tiny uses conf
 vocab_size=100      # BPE vocabulary: 100 trains much faster than 500 on this corpus (RESULTS.md)
 lm_order=3
 seed=0
-# decode-transducer's methods; a name ending in _unk: that method with the open-vocabulary lang
-methods="greedy modified_beam fast_beam fast_beam_LG ctc_greedy ctc_H ctc_HLG ctc_HLG_nbest fast_beam_LG_unk ctc_HLG_unk"
+# decode-transducer's methods; a name ending in _unk: that method with the open-vocabulary lang,
+# in _lm: with the domain-text lang
+methods="greedy modified_beam fast_beam fast_beam_LG ctc_greedy ctc_H ctc_HLG ctc_HLG_nbest fast_beam_LG_unk ctc_HLG_unk ctc_HLG_lm"
+lm_sentences=""     # sentences of domain LM text for <lang>_lm (default: full 100000, tiny/small 5000)
 num_utts=""         # utterances of the corpus (default: full 8000, the corpus RESULTS.md reports and
                     # conf/train.yaml's 4 epochs are timed for; tiny/small: make-synth-corpus's size)
 exp_tag=""          # suffix of the experiment directory
+train_opts=""       # more train-transducer options, e.g. "--freq-warp 0.9 1.1" (VTLP; with --exp-tag)
 help_message="Usage: $0 [options]   (stages 0-5, see the top of this file)"
 
 . utils/parse_options.sh
@@ -44,6 +49,7 @@ case "$size" in
 esac
 [ -f "$model_conf" ] || die "no model config $model_conf (--model conformer|lstm)"
 [ "$size" != full ] || num_utts=${num_utts:-8000}
+[ "$size" = full ] && lm_sentences=${lm_sentences:-100000} || lm_sentences=${lm_sentences:-5000}
 
 data=data/$size
 fbank=data/$size/fbank
@@ -80,6 +86,13 @@ if stage_in 2 && ! stage_done "${lang}_unk/lang"; then
   prepare-lang --bpe-model "$lang/bpe.model" --open-vocab --lm-order "$lm_order" "$data/synth/train" "${lang}_unk"
   mark_done "${lang}_unk/lang"
 fi
+if stage_in 2 && ! stage_done "${lang}_lm/lang"; then
+  log "Stage 2: lang directory ${lang}_lm with $lm_sentences sentences of domain text"
+  make-lm-text --num-sentences "$lm_sentences" --seed "$seed" --exclude "$data/synth/dev" \
+    --exclude "$data/synth/test" --exclude "$data/synth/test_heldout_synth" "$data/lm/text.txt"
+  prepare-lang --bpe-model "$lang/bpe.model" --lm-order "$lm_order" "$data/synth/train" "$data/lm/text.txt" "${lang}_lm"
+  mark_done "${lang}_lm/lang"
+fi
 
 if stage_in 3 && ! stage_done "$exp/train"; then
   log "Stage 3: train $exp (log: $exp/log/train.log)"
@@ -87,7 +100,7 @@ if stage_in 3 && ! stage_done "$exp/train"; then
   $train_cmd --num-threads "$train_threads" "$exp/log/train.log" \
     train-transducer --config "$train_conf" --model-config "$model_conf" \
       --cuts-train "$fbank/train/cuts.jsonl.gz" --cuts-dev "$fbank/dev/cuts.jsonl.gz" \
-      --lang-dir "$lang" --exp-dir "$exp" --seed "$seed"
+      --lang-dir "$lang" --exp-dir "$exp" --seed "$seed" $train_opts
   mark_done "$exp/train"
 fi
 
@@ -97,19 +110,21 @@ ckpt=$(ls -t "$exp"/avg-*.pt 2>/dev/null | head -1 || true)
 if stage_in 4 && ! stage_done "$exp/decode"; then
   [ -n "$ckpt" ] || die "no checkpoint in $exp (run stage 3)"
   log "Stage 4: decode with $ckpt: $methods"
-  margs=""; uargs=""
-  for m in $methods; do
-    case "$m" in *_unk) uargs="$uargs --method ${m%_unk}" ;; *) margs="$margs --method $m" ;; esac
-  done
+  variant() { case "$1" in *_unk) echo _unk ;; *_lm) echo _lm ;; *) echo "" ;; esac; }
   for s in dev test test_heldout_synth; do
-    [ -z "$margs" ] || $decode_cmd "$exp/log/decode_$s.log" \
-      decode-transducer --checkpoint "$ckpt" --cuts "$fbank/$s/cuts.jsonl.gz" --lang-dir "$lang" \
-        $margs --out-dir "$exp/decode_$s"
-    [ -z "$uargs" ] || $decode_cmd "$exp/log/decode_${s}_unk.log" \
-      decode-transducer --checkpoint "$ckpt" --cuts "$fbank/$s/cuts.jsonl.gz" --lang-dir "${lang}_unk" \
-        $uargs --out-dir "$exp/decode_${s}_unk"
-    for m in $methods; do  # decode_<set>/<method>_unk -> decode_<set>_unk/<method>
-      case "$m" in *_unk) mkdir -p "$exp/decode_$s"; ln -sfn "../decode_${s}_unk/${m%_unk}" "$exp/decode_$s/$m" ;; esac
+    for v in "" _unk _lm; do  # the methods of each lang: <lang>, <lang>_unk, <lang>_lm
+      margs=""
+      for m in $methods; do
+        if [ "$(variant "$m")" = "$v" ]; then margs="$margs --method ${m%$v}"; fi
+      done
+      [ -n "$margs" ] || continue
+      $decode_cmd "$exp/log/decode_$s$v.log" \
+        decode-transducer --checkpoint "$ckpt" --cuts "$fbank/$s/cuts.jsonl.gz" --lang-dir "$lang$v" \
+          $margs --out-dir "$exp/decode_$s$v"
+      [ -n "$v" ] || continue
+      for m in $methods; do  # decode_<set>/<method>_unk -> decode_<set>_unk/<method>
+        if [ "$(variant "$m")" = "$v" ]; then mkdir -p "$exp/decode_$s"; ln -sfn "../decode_$s$v/${m%$v}" "$exp/decode_$s/$m"; fi
+      done
     done
   done
   mark_done "$exp/decode"
