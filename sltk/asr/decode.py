@@ -18,6 +18,10 @@ The score written per utterance is the log-likelihood of the hypothesis' tokens 
 model (all alignments: the RNN-T loss for transducer methods, the CTC loss for CTC methods),
 so that scores are comparable across methods.
 
+Test-time VTLN (:func:`estimate_warps`): each speaker's frequency-warp factor is chosen from a
+grid as the one under which the model's greedy hypotheses are most likely; :func:`decode_cuts`
+then warps each utterance's features by its speaker's factor before any method searches.
+
 Every method also runs on the integer path of an accelerator (NNA) emulation
 (:func:`setup_nna`): the search is unchanged, the model's operators compute as the NNA does.
 """
@@ -32,7 +36,7 @@ from typing import Dict, List, Optional
 import torch
 
 from sltk.asr import loss as L
-from sltk.asr.data import AsrBatches
+from sltk.asr.data import AsrBatches, FreqWarp
 from sltk.asr.model import Transducer
 from sltk.asr.search import fast_beam_search, greedy_search, modified_beam_search
 from sltk.utils.errors import UserError
@@ -54,7 +58,10 @@ class DecodeOptions:
     output_beam: float = 8.0
     num_paths: int = 100
     nbest_scale: float = 0.5
-    lm_scale: float = 1.0               # scale of the LM scores in HLG / LG graphs
+    lm_scale: float = 1.0               # scale of the LM scores in HLG (CTC head)
+    lg_lm_scale: float = 0.01           # ... in LG (fast_beam_LG): the transducer has an LM of its own;
+                                        # 1 / 0.3 / 0.1 / 0.01 gave 39.0 / 30.6 / 29.6 / 28.6% on asr1 dev
+                                        # (icefall's default is 0.01 too)
     lg_fallback: bool = True            # fast_beam_LG: an utterance that no word sequence of LG explains
                                         # (an out-of-vocabulary word) is decoded without LG
 
@@ -99,7 +106,7 @@ class Decoder:
         self.model, self.method, self.lang, self.opts, self.device = model, method, lang, opts, device
         self.graph = None
         if method == "fast_beam_LG":
-            self.graph = compile_lg(lang, opts.lm_scale).to(device)
+            self.graph = compile_lg(lang, opts.lg_lm_scale).to(device)
         elif method == "ctc_H":
             self.graph = lang.graph("H", device)
         elif method.startswith("ctc_HLG"):
@@ -182,19 +189,78 @@ class Decoder:
         return out
 
 
-def decode_cuts(decoder: Decoder, cuts, max_duration: float = 300.0, progress=None) -> Dict:
+def _speaker(cut) -> str:
+    sup = cut.supervisions[0] if cut.supervisions else None
+    return sup.speaker if sup is not None and sup.speaker else cut.id
+
+
+def _warp_batch(batch: Dict, utt_warps: Optional[Dict[str, float]], warper: Optional[FreqWarp]) -> None:
+    """Warps, in place, each utterance of ``batch`` whose factor in ``utt_warps`` is not 1."""
+    if not utt_warps:
+        return
+    x, lens = batch["feats"], batch["feat_lens"]
+    for i, uid in enumerate(batch["ids"]):
+        w = utt_warps.get(uid, 1.0)
+        if w != 1.0:
+            t = int(lens[i])
+            x[i, :t] = warper.warp(x[i, :t], w)
+
+
+def estimate_warps(model: Transducer, lang, cuts, warps: List[float], max_utts: int = 10,
+                   max_duration: float = 300.0, device: Optional[torch.device] = None,
+                   progress=None) -> Dict[str, float]:
+    """Test-time VTLN: for each speaker (the supervisions' ``speaker``, else the cut), the factor
+    of ``warps`` that maximises the per-frame log-likelihood of the transducer's greedy
+    hypotheses on up to ``max_utts`` of the speaker's utterances, the features warped as
+    :class:`sltk.asr.data.FreqWarp` does. Kaldi estimates a speaker's warp by maximum likelihood
+    under a model in the same way (there a GMM and the reference alignment; here no transcript
+    is needed). Ties go to the factor nearest 1."""
+    from lhotse import CutSet
+    from lhotse.dataset import SimpleCutSampler
+
+    device = device or torch.device("cpu")
+    chosen: Dict[str, List] = {}
+    for c in cuts:
+        lst = chosen.setdefault(_speaker(c), [])
+        if len(lst) < max_utts:
+            lst.append(c)
+    sub = CutSet.from_cuts([c for lst in chosen.values() for c in lst])
+    spk_of = {c.id: spk for spk, lst in chosen.items() for c in lst}
+    warper = FreqWarp(sample_rate=next(iter(sub)).sampling_rate)
+    dec = Decoder(model, "greedy", lang, DecodeOptions(), device)
+    ds = AsrBatches()
+    total: Dict[str, Dict[float, List[float]]] = {spk: {} for spk in chosen}
+    order = sorted(warps, key=lambda w: abs(w - 1.0))
+    grid = [(w, cs) for w in order for cs in SimpleCutSampler(sub, max_duration=max_duration, shuffle=False)]
+    for w, cs in (progress(grid, desc="vtln") if progress else grid):
+        b = ds[cs]
+        _warp_batch(b, {uid: w for uid in b["ids"]}, warper)
+        texts, enc, enc_lens = dec(b["feats"], b["feat_lens"])
+        for uid, sc, n in zip(b["ids"], dec.score(enc, enc_lens, texts), enc_lens.tolist()):
+            acc = total[spk_of[uid]].setdefault(w, [0.0, 0])
+            acc[0] += sc
+            acc[1] += n
+    return {spk: max(order, key=lambda w: t[w][0] / max(1, t[w][1])) for spk, t in total.items()}
+
+
+def decode_cuts(decoder: Decoder, cuts, max_duration: float = 300.0, progress=None,
+                spk2warp: Optional[Dict[str, float]] = None) -> Dict:
     """Decode every cut; returns {"hyps": {id: text}, "refs": {...}, "scores": {...}, "audio_s",
-    "decode_s"}. Audio seconds are from the cuts' durations."""
+    "decode_s"}. Audio seconds are from the cuts' durations. ``spk2warp``: test-time VTLN
+    factors per speaker (:func:`estimate_warps`; a speaker not in it is not warped)."""
     from lhotse.dataset import SimpleCutSampler
 
     hyps, refs, scores = {}, {}, {}
     audio = 0.0
     elapsed = 0.0
     ds = AsrBatches()
+    utt_warps = {c.id: spk2warp.get(_speaker(c), 1.0) for c in cuts} if spk2warp else None
+    warper = FreqWarp(sample_rate=next(iter(cuts)).sampling_rate) if spk2warp else None
     sampler = SimpleCutSampler(cuts, max_duration=max_duration, shuffle=False)
     batches = progress(sampler, desc="decode") if progress else sampler
     for cutset in batches:
         b = ds[cutset]
+        _warp_batch(b, utt_warps, warper)
         t0 = time.perf_counter()
         texts, enc, enc_lens = decoder(b["feats"], b["feat_lens"])
         elapsed += time.perf_counter() - t0  # the search only, not the scoring below

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from pathlib import Path
 
 import click
 import torch
 
 from sltk.asr.checkpoint import load_model
-from sltk.asr.decode import METHODS, DecodeOptions, Decoder, decode_cuts, setup_nna
+from sltk.asr.decode import METHODS, DecodeOptions, Decoder, decode_cuts, estimate_warps, setup_nna
 from sltk.asr.train import load_cuts
 from sltk.utils.cli import program, summary
 from sltk.utils.errors import UserError
@@ -18,6 +19,26 @@ from sltk.utils.io import atomic_open, write_table
 from sltk.utils.progress import progress
 
 log = logging.getLogger("sltk")
+
+
+def _read_spk2warp(path: str) -> dict:
+    out = {}
+    with open(path, encoding="utf-8") as f:
+        for n, line in enumerate(f, 1):
+            parts = line.split()
+            if not parts:
+                continue
+            try:
+                if len(parts) != 2:
+                    raise ValueError
+                out[parts[0]] = float(parts[1])
+            except ValueError:
+                raise UserError(f"{path}:{n}: expected 'speaker factor', got {line.strip()!r}") from None
+            if not 0.5 <= out[parts[0]] <= 2.0:
+                raise UserError(f"{path}:{n}: warp factor {parts[1]} is outside [0.5, 2]")
+    if not out:
+        raise UserError(f"{path} has no warp factors")
+    return out
 
 
 @program(name="decode-transducer", examples=[
@@ -44,10 +65,21 @@ log = logging.getLogger("sltk")
 @click.option("--output-beam", default=8.0, type=float, help="ctc_*: lattice output beam.")
 @click.option("--num-paths", default=100, type=int, help="ctc_HLG_nbest: paths sampled.")
 @click.option("--nbest-scale", default=0.5, type=float, help="ctc_HLG_nbest: lattice score scale for sampling.")
-@click.option("--lm-scale", default=1.0, type=float, help="Scale of the n-gram LM in HLG/LG.")
+@click.option("--lm-scale", default=1.0, type=float, help="ctc_HLG*: scale of the n-gram LM in HLG.")
+@click.option("--lg-lm-scale", default=0.01, type=float, show_default=True,
+              help="fast_beam_LG: scale of the n-gram LM in LG (the transducer has its own LM; at 1 the LG "
+                   "search deleted words: asr1 dev WER 39.0 vs 28.6 at 0.01, RESULTS.md).")
 @click.option("--lg-fallback/--no-lg-fallback", default=True,
               help="fast_beam_LG: decode an utterance without LG when no word sequence of LG explains it "
                    "(a word outside the lexicon); without, it keeps the best partial path.")
+@click.option("--vtln-warps", default="", metavar="LIST",
+              help="Test-time VTLN: comma-separated frequency-warp factors (e.g. 0.8,0.85,0.9,0.95,1,1.05,1.1); "
+                   "each speaker's is the one under which the greedy hypotheses of --vtln-utts of its utterances "
+                   "are most likely per frame; written to <out-dir>/spk2warp and applied to every method.")
+@click.option("--spk2warp", "spk2warp_file", default=None, type=click.Path(dir_okay=False),
+              help="Test-time VTLN with these factors ('speaker factor' lines, e.g. the spk2warp of an earlier "
+                   "--vtln-warps run on the same cuts) instead of estimating them.")
+@click.option("--vtln-utts", default=10, type=click.IntRange(min=1), help="Utterances per speaker for the VTLN estimate.")
 @click.option("--max-duration", default=300.0, type=float, help="Seconds of audio per batch.")
 @click.option("--device", default="cpu", type=click.Choice(["cpu", "cuda"]), help="Device.")
 @click.option("--num-threads", default=1, type=int, help="torch threads (RTF is measured with these).")
@@ -61,7 +93,7 @@ log = logging.getLogger("sltk")
 @click.option("--nna-mode", default="int", type=click.Choice(["int", "fake", "float"]),
               help="Emulated models: the integer path, the fake-quantized training forward, or float.")
 def main(checkpoint, cuts, lang_dir, methods, out_dir, beam, fast_beam, max_states, max_contexts, search_beam,
-         output_beam, num_paths, nbest_scale, lm_scale, lg_fallback, max_duration, device, num_threads, nna_config, calib_cuts,
+         output_beam, num_paths, nbest_scale, lm_scale, lg_lm_scale, lg_fallback, vtln_warps, spk2warp_file, vtln_utts, max_duration, device, num_threads, nna_config, calib_cuts,
          calib_utts, nna_mode):
     """Decode with greedy / beam / k2 fast beam search, or the CTC head with k2 lattices."""
     from sltk.decode.lang import load_lang
@@ -81,11 +113,34 @@ def main(checkpoint, cuts, lang_dir, methods, out_dir, beam, fast_beam, max_stat
         log.info("decoding on an emulated NNA: %s", nna)
     opts = DecodeOptions(beam=beam, fast_beam=fast_beam, max_states=max_states, max_contexts=max_contexts,
                          search_beam=search_beam, output_beam=output_beam, num_paths=num_paths,
-                         nbest_scale=nbest_scale, lm_scale=lm_scale, lg_fallback=lg_fallback)
+                         nbest_scale=nbest_scale, lm_scale=lm_scale, lg_lm_scale=lg_lm_scale,
+                         lg_fallback=lg_fallback)
+    spk2warp = None
+    if vtln_warps and spk2warp_file:
+        raise UserError("give --vtln-warps (estimate the factors) or --spk2warp (use these), not both")
+    if spk2warp_file:
+        spk2warp = _read_spk2warp(spk2warp_file)
+        vtln_warps = f"from {spk2warp_file}"
+    if vtln_warps and not spk2warp_file:
+        try:
+            grid = sorted({float(w) for w in vtln_warps.split(",") if w.strip()})
+        except ValueError:
+            raise UserError(f"--vtln-warps must be comma-separated numbers, got {vtln_warps!r}") from None
+        if not grid or not all(0.5 <= w <= 2.0 for w in grid):
+            raise UserError(f"--vtln-warps: factors must lie in [0.5, 2], got {vtln_warps!r}")
+        t0 = time.perf_counter()
+        spk2warp = estimate_warps(model, lang, cutset, grid, max_utts=vtln_utts, max_duration=max_duration,
+                                  device=dev, progress=progress)
+        vtln_s = time.perf_counter() - t0
+        Path(out_dir).mkdir(parents=True, exist_ok=True)
+        write_table(Path(out_dir) / "spk2warp", ((k, f"{v:g}") for k, v in sorted(spk2warp.items())))
+        hist = {w: sum(1 for v in spk2warp.values() if v == w) for w in grid}
+        log.info("VTLN: %d speakers in %.1f s, warp factors chosen %s", len(spk2warp), vtln_s,
+                 ", ".join(f"{w:g}: {n}" for w, n in hist.items() if n))
     n_done = 0
     for method in methods:
         dec = Decoder(model, method, lang, opts, dev)
-        res = decode_cuts(dec, cutset, max_duration=max_duration, progress=progress)
+        res = decode_cuts(dec, cutset, max_duration=max_duration, progress=progress, spk2warp=spk2warp)
         out = Path(out_dir) / method
         out.mkdir(parents=True, exist_ok=True)
         write_table(out / "hyp.txt", res["hyps"].items())
@@ -95,7 +150,8 @@ def main(checkpoint, cuts, lang_dir, methods, out_dir, beam, fast_beam, max_stat
         with atomic_open(out / "rtf.json") as f:
             json.dump({"method": method, "utterances": len(res["hyps"]), "audio_s": round(res["audio_s"], 3),
                        "decode_s": round(res["decode_s"], 3), "rtf": round(rtf, 5), "num_threads": num_threads,
-                       "device": device, "nna": nna or None,
+                       "device": device, "nna": nna or None, "vtln_warps": vtln_warps or None,
+                       **({"vtln_estimate_s": round(vtln_s, 3)} if spk2warp and not spk2warp_file else {}),
                        **({"lg_fallbacks": getattr(dec, "fallbacks", 0)} if method == "fast_beam_LG" else {})},
                       f, indent=2)
         empty = sum(1 for h in res["hyps"].values() if not h)

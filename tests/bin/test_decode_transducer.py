@@ -47,6 +47,37 @@ def test_decode_errors(toy_corpus, overfit_model, tmp_path, run_env):
     r = subprocess.run(base + ["--checkpoint", str(exp / "epoch-1.pt"), "--method", "nope"], capture_output=True,
                        text=True, env=run_env)
     assert r.returncode == 2 and "nope" in r.stderr
+    r = subprocess.run(base + ["--checkpoint", str(exp / "epoch-1.pt"), "--vtln-warps", "0.9,3"], capture_output=True,
+                       text=True, env=run_env)
+    assert r.returncode == 2 and "--vtln-warps" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_vtln_cli(toy_corpus, overfit_model, tmp_path, run_env):
+    # cuts without a speaker are their own speakers; unwarped toy features keep the factor 1
+    cuts, lang = toy_corpus
+    exp, cfg = overfit_model
+    cmd = [sys.executable, "-m", "sltk.bin.decode_transducer", "--checkpoint", str(exp / f"epoch-{cfg.num_epochs}.pt"),
+           "--cuts", str(cuts), "--lang-dir", str(lang), "--out-dir", str(tmp_path / "d"),
+           "--vtln-warps", "0.8,1,1.25", "--vtln-utts", "1"]
+    r = subprocess.run(cmd, capture_output=True, text=True, env=run_env, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    spk2warp = dict(l.split() for l in (tmp_path / "d" / "spk2warp").read_text().splitlines())
+    assert len(spk2warp) == 10 and set(spk2warp.values()) == {"1"}
+    rtf = json.loads((tmp_path / "d" / "greedy" / "rtf.json").read_text())
+    assert rtf["vtln_warps"] == "0.8,1,1.25" and rtf["vtln_estimate_s"] > 0
+    # the factors reused from the file: same hypotheses, no estimate; both options at once: an error
+    w2f = tmp_path / "d" / "spk2warp"
+    w2f.write_text("utt00 0.8\n" + w2f.read_text())  # a duplicate speaker line: the last one wins
+    reuse = [a if a != str(tmp_path / "d") else str(tmp_path / "e") for a in cmd[:-4]] + ["--spk2warp", str(w2f)]
+    r = subprocess.run(reuse, capture_output=True, text=True, env=run_env, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert (tmp_path / "e" / "greedy" / "hyp.txt").read_text() == (tmp_path / "d" / "greedy" / "hyp.txt").read_text()
+    assert "vtln_estimate_s" not in json.loads((tmp_path / "e" / "greedy" / "rtf.json").read_text())
+    r = subprocess.run(cmd + ["--spk2warp", str(w2f)], capture_output=True, text=True, env=run_env)
+    assert r.returncode == 2 and "not both" in r.stderr
+    w2f.write_text("utt00 0.8 extra\n")
+    r = subprocess.run(reuse, capture_output=True, text=True, env=run_env)
+    assert r.returncode == 2 and "expected 'speaker factor'" in r.stderr
 
 
 def test_open_vocabulary_lang_outputs_words_outside_the_lexicon(toy_corpus, overfit_model, tmp_path, run_env):

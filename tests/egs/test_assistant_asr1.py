@@ -44,6 +44,10 @@ def test_tiny_recipe_end_to_end(tmp_path, run_env):
         assert sents and not sents & set(lm_text)
     assert len((lm / "words.txt").read_text().splitlines()) > len((lang / "words.txt").read_text().splitlines())
     assert "--lang-dir " + str(Path("data/tiny/lang_bpe_100_lm")) in (exp / "log" / "decode_test_lm.log").read_text()
+    # test-time VTLN: a warp factor per test speaker, from the default grid
+    spk2warp = dict(l.split() for l in (exp / "decode_test" / "spk2warp").read_text().splitlines())
+    spk2utt = (data / "synth" / "test" / "spk2utt").read_text().splitlines()
+    assert len(spk2warp) == len(spk2utt) and {float(w) for w in spk2warp.values()} <= {0.8, 0.85, 0.9, 0.95, 1, 1.05, 1.1}
     # a rerun resumes: every stage before scoring is skipped
     r = subprocess.run([str(run), "--size", "tiny", "--stop-stage", "4"], capture_output=True, text=True,
                        env=env, timeout=300)

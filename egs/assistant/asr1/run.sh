@@ -14,7 +14,8 @@
 #      and <lang>_lm, lexicon and LM also from domain text (make-lm-text: the corpus's templates
 #      and catalogs, never a dev/test sentence), for the methods ending in _lm
 #   3  train (train-transducer), then average the last epochs
-#   4  decode every set with every method (decode-transducer)
+#   4  decode every set with every method (decode-transducer), after test-time VTLN (each
+#      speaker's frequency warp chosen by the model's likelihood; --vtln-warps "" turns it off)
 #   5  score (compute-wer, per voice/accent/synthesizer/intent) and write the results table
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")"
@@ -35,6 +36,8 @@ lm_sentences=""     # sentences of domain LM text for <lang>_lm (default: full 1
 num_utts=""         # utterances of the corpus (default: full 8000, the corpus RESULTS.md reports and
                     # conf/train.yaml's 4 epochs are timed for; tiny/small: make-synth-corpus's size)
 exp_tag=""          # suffix of the experiment directory
+lm_scale=0.5        # n-gram LM scale in HLG (ctc_HLG*): 1 / 0.7 / 0.5 / 0.3 gave 24.2 / 22.8 / 22.2 / 23.5% on dev
+vtln_warps=0.8,0.85,0.9,0.95,1,1.05,1.1  # test-time VTLN factors (decode-transducer --vtln-warps); "": off
 train_opts=""       # more train-transducer options, e.g. "--freq-warp 0.9 1.1" (VTLP; with --exp-tag)
 help_message="Usage: $0 [options]   (stages 0-5, see the top of this file)"
 
@@ -112,15 +115,20 @@ if stage_in 4 && ! stage_done "$exp/decode"; then
   log "Stage 4: decode with $ckpt: $methods"
   variant() { case "$1" in *_unk) echo _unk ;; *_lm) echo _lm ;; *) echo "" ;; esac; }
   for s in dev test test_heldout_synth; do
+    w2f=""  # the set's VTLN factors: estimated by its first decoding, reused by the others
     for v in "" _unk _lm; do  # the methods of each lang: <lang>, <lang>_unk, <lang>_lm
       margs=""
       for m in $methods; do
         if [ "$(variant "$m")" = "$v" ]; then margs="$margs --method ${m%$v}"; fi
       done
       [ -n "$margs" ] || continue
+      vt=""
+      if [ -n "$vtln_warps" ]; then
+        if [ -n "$w2f" ]; then vt="--spk2warp $w2f"; else vt="--vtln-warps $vtln_warps"; w2f=$exp/decode_$s$v/spk2warp; fi
+      fi
       $decode_cmd "$exp/log/decode_$s$v.log" \
         decode-transducer --checkpoint "$ckpt" --cuts "$fbank/$s/cuts.jsonl.gz" --lang-dir "$lang$v" \
-          $margs --out-dir "$exp/decode_$s$v"
+          $margs $vt --lm-scale "$lm_scale" --out-dir "$exp/decode_$s$v"
       [ -n "$v" ] || continue
       for m in $methods; do  # decode_<set>/<method>_unk -> decode_<set>_unk/<method>
         if [ "$(variant "$m")" = "$v" ]; then mkdir -p "$exp/decode_$s"; ln -sfn "../decode_$s$v/${m%$v}" "$exp/decode_$s/$m"; fi
