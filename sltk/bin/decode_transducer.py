@@ -15,7 +15,7 @@ from sltk.asr.decode import METHODS, DecodeOptions, Decoder, decode_cuts, estima
 from sltk.asr.train import load_cuts
 from sltk.utils.cli import program, summary
 from sltk.utils.errors import UserError
-from sltk.utils.io import atomic_open, write_table
+from sltk.utils.io import atomic_open, read_table, write_table
 from sltk.utils.progress import progress
 
 log = logging.getLogger("sltk")
@@ -23,19 +23,13 @@ log = logging.getLogger("sltk")
 
 def _read_spk2warp(path: str) -> dict:
     out = {}
-    with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            parts = line.split()
-            if not parts:
-                continue
-            try:
-                if len(parts) != 2:
-                    raise ValueError
-                out[parts[0]] = float(parts[1])
-            except ValueError:
-                raise UserError(f"{path}:{n}: expected 'speaker factor', got {line.strip()!r}") from None
-            if not 0.5 <= out[parts[0]] <= 2.0:
-                raise UserError(f"{path}:{n}: warp factor {parts[1]} is outside [0.5, 2]")
+    for spk, value in read_table(path):
+        try:
+            out[spk] = float(value)
+        except ValueError:
+            raise UserError(f"{path}: expected 'speaker factor' lines, got {spk!r} {value!r}") from None
+        if not 0.5 <= out[spk] <= 2.0:
+            raise UserError(f"{path}: warp factor {value} of {spk} is outside [0.5, 2]")
     if not out:
         raise UserError(f"{path} has no warp factors")
     return out
