@@ -12,6 +12,9 @@ ctc_greedy          CTC head, best frame-wise tokens collapsed
 ctc_H               CTC head, k2 lattice decoding with the CTC topology H, one best path
 ctc_HLG             CTC head, k2 lattice decoding with HLG (lexicon + n-gram LM), one best
 ctc_HLG_nbest       CTC head, HLG lattice, n-best paths rescored, best taken
+ctc_HLG_rnnt        two passes: ctc_HLG_nbest's best candidates, each scored by its lattice score
+                    (CTC + LM) plus ``rnnt_scale`` x the transducer's log-likelihood of it
+                    (all alignments), best taken: the two heads' errors differ
 ==================  =======================================================================
 
 The score written per utterance is the log-likelihood of the hypothesis' tokens under the
@@ -37,15 +40,15 @@ import torch
 
 from sltk.asr import loss as L
 from sltk.asr.data import AsrBatches, FreqWarp
-from sltk.asr.model import Transducer
+from sltk.asr.model import Transducer, pad_targets
 from sltk.asr.search import fast_beam_search, greedy_search, modified_beam_search
 from sltk.utils.errors import UserError
 
 log = logging.getLogger("sltk")
 
 METHODS = ("greedy", "modified_beam", "fast_beam", "fast_beam_LG", "ctc_greedy", "ctc_H", "ctc_HLG",
-           "ctc_HLG_nbest")
-NEEDS_K2 = {"fast_beam", "fast_beam_LG", "ctc_H", "ctc_HLG", "ctc_HLG_nbest"}
+           "ctc_HLG_nbest", "ctc_HLG_rnnt")
+NEEDS_K2 = {"fast_beam", "fast_beam_LG", "ctc_H", "ctc_HLG", "ctc_HLG_nbest", "ctc_HLG_rnnt"}
 
 
 @dataclass
@@ -62,6 +65,16 @@ class DecodeOptions:
     lg_lm_scale: float = 0.01           # ... in LG (fast_beam_LG): the transducer has an LM of its own;
                                         # 1 / 0.3 / 0.1 / 0.01 gave 39.0 / 30.6 / 29.6 / 28.6% on asr1 dev
                                         # (icefall's default is 0.01 too)
+    rnnt_scale: float = 0.5             # ctc_HLG_rnnt: weight of the transducer's log-likelihood (asr1 dev: below)
+    rnnt_nbest: int = 10                # ... given to the candidates with the best lattice scores;
+                                        # asr1 dev160 (ctc_HLG lm 0.5: 1best 22.15, nbest 21.39%): 10 x 0.5
+                                        # 19.42%; 10 x 0.2 / 1.0 / 2.0: 19.89 / 19.60 / 20.08; 5 / 20 x 0.5:
+                                        # 19.89 / 19.60
+    nbest_prune: float = 1e-3           # ctc_HLG_nbest/_rnnt: lattice arcs of lower posterior removed before
+                                        # the n-best (a 5 s asr1 utterance: 470091 -> 4507 arcs)
+    nbest_chunk: int = 8                # ctc_HLG_nbest/_rnnt: utterances whose lattices are intersected
+                                        # with their candidates at once (memory: a 300 s batch at once
+                                        # took 23 GB with the asr1 domain-LM HLG)
     lg_fallback: bool = True            # fast_beam_LG: an utterance that no word sequence of LG explains
                                         # (an out-of-vocabulary word) is decoded without LG
 
@@ -111,7 +124,7 @@ class Decoder:
             self.graph = lang.graph("H", device)
         elif method.startswith("ctc_HLG"):
             self.graph = _graph_with_lm_scale(lang.graph("HLG", device), opts.lm_scale)
-        self.words_out = method in ("fast_beam_LG", "ctc_HLG", "ctc_HLG_nbest")
+        self.words_out = method in ("fast_beam_LG", "ctc_HLG", "ctc_HLG_nbest", "ctc_HLG_rnnt")
         # An open-vocabulary lang spells <unk> words with tokens: its graphs' text is in the tokens.
         self.tokens_of_graph = self.words_out and lang.open_vocab
 
@@ -127,6 +140,8 @@ class Decoder:
             ids = modified_beam_search(m, enc, enc_lens, beam=o.beam)
         elif meth == "fast_beam_LG":
             return self._fast_beam_lg(enc, enc_lens), enc, enc_lens
+        elif meth == "ctc_HLG_rnnt":
+            return self._rescore_with_rnnt(enc, enc_lens), enc, enc_lens
         elif meth.startswith("fast_beam"):
             ids = fast_beam_search(m, enc, enc_lens, graph=self.graph, beam=o.fast_beam, max_states=o.max_states,
                                    max_contexts=o.max_contexts, use_word_labels=False)
@@ -137,10 +152,15 @@ class Decoder:
             if meth == "ctc_greedy":
                 ids = ctc_greedy(lp, enc_lens)
             else:
-                ids = ctc_k2_decode(lp, enc_lens, self.graph, search_beam=o.search_beam, output_beam=o.output_beam,
-                                    method="nbest" if meth.endswith("nbest") else "1best",
-                                    num_paths=o.num_paths, nbest_scale=o.nbest_scale,
-                                    output="tokens" if self.tokens_of_graph else "words")
+                nb = meth.endswith("nbest")
+                step = max(1, o.nbest_chunk if nb else lp.shape[0])  # n-best: a few lattices at a time
+                ids = []
+                for a in range(0, lp.shape[0], step):
+                    sl = slice(a, a + step)
+                    ids += ctc_k2_decode(lp[sl], enc_lens[sl], self.graph, search_beam=o.search_beam,
+                                         output_beam=o.output_beam, method="nbest" if nb else "1best",
+                                         num_paths=o.num_paths, nbest_scale=o.nbest_scale,
+                                         prune_prob=o.nbest_prune, output="tokens" if self.tokens_of_graph else "words")
         words = self.words_out and not self.tokens_of_graph
         texts = [self.lang.words_to_text(h) if words else self.lang.tokens_to_text(h) for h in ids]
         return texts, enc, enc_lens
@@ -165,28 +185,75 @@ class Decoder:
             self.fallbacks = getattr(self, "fallbacks", 0) + len(redo)
         return texts
 
+    def _rescore_with_rnnt(self, enc: torch.Tensor, enc_lens: torch.Tensor) -> List[str]:
+        """ctc_HLG_rnnt: the ``rnnt_nbest`` best of the HLG lattice's n-best candidates (word
+        sequences; token sequences for an open-vocabulary lang), each scored lattice score +
+        rnnt_scale x the transducer's log-likelihood of its tokens; the best per utterance."""
+        from sltk.decode import ctc
+
+        m, o = self.model, self.opts
+        lists: List[list] = [[] for _ in range(enc.shape[0])]
+        lp = m.ctc_logprobs(enc)
+        step = max(1, o.nbest_chunk)
+        for a in range(0, enc.shape[0], step):
+            lattice, index = ctc.get_lattice(lp[a: a + step], enc_lens[a: a + step], self.graph,
+                                             o.search_beam, o.output_beam)
+            if index:
+                found = ctc.nbest_lists(lattice, num_paths=o.num_paths, nbest_scale=o.nbest_scale,
+                                        prune_prob=o.nbest_prune,
+                                        output="tokens" if self.tokens_of_graph else "words")
+                for j, lst in zip(index, found):
+                    lists[a + j] = lst
+        texts = []
+        for i, cands in enumerate(lists):
+            if not cands:
+                texts.append("")
+                continue
+            cands = cands[: max(1, o.rnnt_nbest)]  # best lattice scores first
+            cand_texts = [self.lang.tokens_to_text(c) if self.tokens_of_graph else self.lang.words_to_text(c)
+                          for c, _ in cands]
+            ll = transducer_logliks(m, enc[i: i + 1], enc_lens[i: i + 1], [self.lang.encode(t) if t else []
+                                                                         for t in cand_texts])
+            total = [sc + o.rnnt_scale * x for (_, sc), x in zip(cands, ll)]
+            texts.append(cand_texts[max(range(len(total)), key=total.__getitem__)])
+        return texts
+
     @torch.no_grad()
     def score(self, enc: torch.Tensor, enc_lens: torch.Tensor, texts: List[str]) -> List[float]:
         """Log-likelihood of each hypothesis' tokens (transducer or CTC, as the method)."""
         m = self.model
         ys = [self.lang.encode(t) if t else [] for t in texts]
+        if not self.method.startswith("ctc"):
+            return [transducer_logliks(m, enc[i: i + 1], enc_lens[i: i + 1], [y])[0] for i, y in enumerate(ys)]
         out = []
         for i, y in enumerate(ys):
             e = enc[i: i + 1, : enc_lens[i]]
             el = enc_lens[i: i + 1]
             yy = torch.tensor([y], dtype=torch.long, device=e.device).reshape(1, len(y))
             yl = torch.tensor([len(y)], device=e.device)
-            if self.method.startswith("ctc"):
-                lp = m.ctc_logprobs(e)
-                nll = torch.nn.functional.ctc_loss(lp.transpose(0, 1), yy, el, yl, blank=m.blank_id,
-                                                   reduction="sum", zero_infinity=False)
-            else:
-                dec = m.decoder(yy)
-                logits = m.joiner(e[:, :, None, :], dec[:, None, :, :])
-                backend = "torchaudio" if y and L.torchaudio_rnnt_available() else "torch"
-                nll = L.rnnt_loss_full(logits, yy, el, yl, m.blank_id, backend)
+            lp = m.ctc_logprobs(e)
+            nll = torch.nn.functional.ctc_loss(lp.transpose(0, 1), yy, el, yl, blank=m.blank_id,
+                                               reduction="sum", zero_infinity=False)
             out.append(-float(nll))
         return out
+
+
+@torch.no_grad()
+def transducer_logliks(model: Transducer, enc: torch.Tensor, enc_lens: torch.Tensor,
+                       ys: List[List[int]]) -> List[float]:
+    """The transducer's log-likelihood (all alignments) of each token sequence of ``ys`` given one
+    utterance's encoder output (``enc`` (1, T, C), ``enc_lens`` (1,)), in one batch."""
+    t = int(enc_lens[0])
+    k = len(ys)
+    if k == 0:
+        return []
+    e = enc[:, :t].expand(k, t, enc.shape[-1])
+    el = enc_lens[:1].expand(k)
+    yy, yl = pad_targets(ys, pad=model.blank_id, device=enc.device)
+    logits = model.joiner(e[:, :, None, :], model.decoder(yy)[:, None, :, :])
+    # torchaudio's loss needs at least one token per sequence; the torch reference takes any
+    backend = "torchaudio" if min(len(y) for y in ys) > 0 and L.torchaudio_rnnt_available() else "torch"
+    return (-L.rnnt_loss_full(logits, yy, el, yl, model.blank_id, backend, reduction="none")).tolist()
 
 
 def _speaker(cut) -> str:

@@ -47,8 +47,9 @@ def default_backend() -> str:
 
 
 def rnnt_loss_reference(logits: torch.Tensor, targets: torch.Tensor, logit_lens: torch.Tensor,
-                        target_lens: torch.Tensor, blank: int = 0) -> torch.Tensor:
-    """Negative log-likelihood summed over the batch; logits (N, T, U+1, V), targets (N, U).
+                        target_lens: torch.Tensor, blank: int = 0, reduction: str = "sum") -> torch.Tensor:
+    """Negative log-likelihood summed over the batch (``reduction="none"``: per sequence, (N,));
+    logits (N, T, U+1, V), targets (N, U).
 
     alpha(t, u) = logaddexp(alpha(t-1, u) + blank(t-1, u), alpha(t, u-1) + emit(t, u-1)),
     loss = -(alpha(T-1, U) + blank(T-1, U)); one anti-diagonal t + u = d at a time, so
@@ -77,24 +78,29 @@ def rnnt_loss_reference(logits: torch.Tensor, targets: torch.Tensor, logit_lens:
     tl = logit_lens.long() - 1
     ul = target_lens.long()
     b = torch.arange(n, device=logits.device)
-    return -(alpha[b, tl, ul] + blank_lp[b, tl, ul]).sum()
+    nll = -(alpha[b, tl, ul] + blank_lp[b, tl, ul])
+    return nll if reduction == "none" else nll.sum()
 
 
 def rnnt_loss_full(logits: torch.Tensor, targets: torch.Tensor, logit_lens: torch.Tensor,
-                   target_lens: torch.Tensor, blank: int, backend: str) -> torch.Tensor:
+                   target_lens: torch.Tensor, blank: int, backend: str, reduction: str = "sum") -> torch.Tensor:
+    """The full RNN-T loss by ``backend``: summed over the batch, or per sequence with
+    ``reduction="none"``."""
+    if reduction not in ("sum", "none"):
+        raise ValueError(f"reduction must be 'sum' or 'none', got {reduction!r}")
     if backend == "torchaudio":
         import torchaudio.functional as F
 
         return F.rnnt_loss(logits.float(), targets.int(), logit_lens.int(), target_lens.int(),
-                           blank=blank, reduction="sum")
+                           blank=blank, reduction=reduction)
     if backend == "torch":
-        return rnnt_loss_reference(logits, targets, logit_lens, target_lens, blank)
+        return rnnt_loss_reference(logits, targets, logit_lens, target_lens, blank, reduction)
     if backend == "k2":
         import k2
 
         boundary = _boundary(logit_lens, target_lens)
         return k2.rnnt_loss(logits.float(), targets.long(), termination_symbol=blank, boundary=boundary,
-                            reduction="sum")
+                            reduction=reduction)
     raise ValueError(f"unknown RNN-T loss backend {backend!r}")
 
 

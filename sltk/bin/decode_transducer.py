@@ -57,8 +57,17 @@ def _read_spk2warp(path: str) -> dict:
 @click.option("--max-contexts", default=8, type=int, help="fast_beam: decoder contexts per frame.")
 @click.option("--search-beam", default=20.0, type=float, help="ctc_*: intersect_dense_pruned search beam.")
 @click.option("--output-beam", default=8.0, type=float, help="ctc_*: lattice output beam.")
-@click.option("--num-paths", default=100, type=int, help="ctc_HLG_nbest: paths sampled.")
-@click.option("--nbest-scale", default=0.5, type=float, help="ctc_HLG_nbest: lattice score scale for sampling.")
+@click.option("--num-paths", default=100, type=int, help="ctc_HLG_nbest, ctc_HLG_rnnt: paths sampled.")
+@click.option("--nbest-scale", default=0.5, type=float,
+              help="ctc_HLG_nbest, ctc_HLG_rnnt: lattice score scale for sampling.")
+@click.option("--nbest-prune", default=1e-3, type=click.FloatRange(min=0, max=1, max_open=True), show_default=True,
+              help="ctc_HLG_nbest, ctc_HLG_rnnt: lattice arcs whose posterior is below this are removed before "
+                   "the n-best (0: none; a large HLG's lattices otherwise need gigabytes).")
+@click.option("--rnnt-scale", default=0.5, type=float, show_default=True,
+              help="ctc_HLG_rnnt: weight of the transducer's log-likelihood added to each n-best candidate's "
+                   "lattice score.")
+@click.option("--rnnt-nbest", default=10, type=click.IntRange(min=1), show_default=True,
+              help="ctc_HLG_rnnt: candidates rescored, those with the best lattice scores.")
 @click.option("--lm-scale", default=1.0, type=float, help="ctc_HLG*: scale of the n-gram LM in HLG.")
 @click.option("--lg-lm-scale", default=0.01, type=float, show_default=True,
               help="fast_beam_LG: scale of the n-gram LM in LG (the transducer has its own LM; at 1 the LG "
@@ -87,7 +96,7 @@ def _read_spk2warp(path: str) -> dict:
 @click.option("--nna-mode", default="int", type=click.Choice(["int", "fake", "float"]),
               help="Emulated models: the integer path, the fake-quantized training forward, or float.")
 def main(checkpoint, cuts, lang_dir, methods, out_dir, beam, fast_beam, max_states, max_contexts, search_beam,
-         output_beam, num_paths, nbest_scale, lm_scale, lg_lm_scale, lg_fallback, vtln_warps, spk2warp_file, vtln_utts, max_duration, device, num_threads, nna_config, calib_cuts,
+         output_beam, num_paths, nbest_scale, nbest_prune, rnnt_scale, rnnt_nbest, lm_scale, lg_lm_scale, lg_fallback, vtln_warps, spk2warp_file, vtln_utts, max_duration, device, num_threads, nna_config, calib_cuts,
          calib_utts, nna_mode):
     """Decode with greedy / beam / k2 fast beam search, or the CTC head with k2 lattices."""
     from sltk.decode.lang import load_lang
@@ -107,7 +116,8 @@ def main(checkpoint, cuts, lang_dir, methods, out_dir, beam, fast_beam, max_stat
         log.info("decoding on an emulated NNA: %s", nna)
     opts = DecodeOptions(beam=beam, fast_beam=fast_beam, max_states=max_states, max_contexts=max_contexts,
                          search_beam=search_beam, output_beam=output_beam, num_paths=num_paths,
-                         nbest_scale=nbest_scale, lm_scale=lm_scale, lg_lm_scale=lg_lm_scale,
+                         nbest_scale=nbest_scale, nbest_prune=nbest_prune, rnnt_scale=rnnt_scale, rnnt_nbest=rnnt_nbest,
+                         lm_scale=lm_scale, lg_lm_scale=lg_lm_scale,
                          lg_fallback=lg_fallback)
     spk2warp = None
     if vtln_warps and spk2warp_file:
@@ -142,7 +152,8 @@ def main(checkpoint, cuts, lang_dir, methods, out_dir, beam, fast_beam, max_stat
         write_table(out / "scores.txt", ((k, f"{v:.4f}") for k, v in res["scores"].items()))
         rtf = res["decode_s"] / max(1e-9, res["audio_s"])
         with atomic_open(out / "rtf.json") as f:
-            json.dump({"method": method, "utterances": len(res["hyps"]), "audio_s": round(res["audio_s"], 3),
+            json.dump({"method": method, "checkpoint": str(checkpoint), "lang_dir": str(lang_dir) if lang_dir else None,
+                       "lm_scale": lm_scale, "lg_lm_scale": lg_lm_scale, "rnnt_scale": rnnt_scale, "rnnt_nbest": rnnt_nbest, "utterances": len(res["hyps"]), "audio_s": round(res["audio_s"], 3),
                        "decode_s": round(res["decode_s"], 3), "rtf": round(rtf, 5), "num_threads": num_threads,
                        "device": device, "nna": nna or None, "vtln_warps": vtln_warps or None,
                        **({"vtln_estimate_s": round(vtln_s, 3)} if spk2warp and not spk2warp_file else {}),

@@ -5,6 +5,8 @@
   with a ``k2.DenseFsaVec``) followed by :func:`one_best` (best path) or :func:`nbest`
   (sample paths from the lattice, rescore each distinct output sequence on the lattice,
   keep the best). With H the outputs are token ids, with HLG word ids.
+* :func:`nbest_lists`: a lattice's n-best candidates with their lattice scores, for a second
+  pass (``ctc_HLG_rnnt`` of :mod:`sltk.asr.decode` rescores them with the transducer).
 * :func:`hyps_to_text`: token ids -> text with the BPE model, word ids -> text via words.txt.
 
 k2 is imported inside the functions that need it, so this module imports without k2.
@@ -141,27 +143,16 @@ def one_best(lattice: "k2.Fsa", output: str = "words") -> Tuple[List[List[int]],
     return _path_symbols(best, _output_labels(best, output)).tolist(), scores.float().cpu()
 
 
-def nbest(
-    lattice: "k2.Fsa",
-    num_paths: int = 100,
-    nbest_scale: float = 0.5,
-    log_semiring: bool = True,
-    output: str = "words",
-) -> Tuple[List[List[int]], torch.Tensor]:
-    """N-best decoding: sample ``num_paths`` paths from each lattice (scores scaled by
-    ``nbest_scale`` to flatten the distribution), add the best path, take the distinct output
-    sequences, rescore each on the lattice (the sum over its alignments if ``log_semiring``, else the
-    best alignment as in icefall's nbest_decoding), and keep the best per lattice.
-
-    ``output="tokens"``: the candidates are distinct token sequences (an open-vocabulary HLG,
-    whose ``<unk>`` words are only spelled by the tokens).
-
-    Returns the output symbols and the winning scores (natural log; -inf when a lattice
-    is empty).
-    """
+def _nbest_candidates(lattice: "k2.Fsa", num_paths: int, nbest_scale: float, log_semiring: bool, output: str,
+                      prune_prob: float = 0.0):
+    """The distinct output sequences of ``num_paths`` sampled paths and the best path of each
+    lattice, scored on it: (uniq [fsa][seq][symbol], flat [seq][symbol], their scores), or None
+    when no lattice has a path. ``prune_prob`` > 0: arcs of lower posterior are removed first."""
     import k2
 
     n = lattice.shape[0]
+    if prune_prob > 0:
+        lattice = k2.connect(k2.prune_on_arc_post(lattice, prune_prob, True))
     saved = lattice.scores.detach().clone()  # .scores is a view of the arcs: keep a copy
     try:
         lattice.scores = saved * nbest_scale
@@ -185,7 +176,7 @@ def nbest(
     seq_to_fsa = uniq.shape.row_ids(1)
     flat = uniq.remove_axis(0)  # [seq][symbol]
     if flat.dim0 == 0:
-        return [[] for _ in range(n)], torch.full((n,), float("-inf"))
+        return None
     cand = k2.add_epsilon_self_loops(k2.linear_fsa(flat.to(lattice.device)))
     # Match candidates against the lattice's output symbols: invert when it has aux_labels.
     if output == "tokens":  # an acceptor of the tokens (-1 on the final arcs, as H's outputs)
@@ -199,6 +190,39 @@ def nbest(
     inter = k2.intersect_device(inv, cand, b_to_a_map=seq_to_fsa.to(torch.int32), sorted_match_a=True)
     inter = k2.top_sort(k2.connect(inter))
     tot = inter.get_tot_scores(use_double_scores=True, log_semiring=log_semiring)
+    return uniq, flat, tot
+
+
+def nbest(
+    lattice: "k2.Fsa",
+    num_paths: int = 100,
+    nbest_scale: float = 0.5,
+    log_semiring: bool = True,
+    output: str = "words",
+    prune_prob: float = 0.0,
+) -> Tuple[List[List[int]], torch.Tensor]:
+    """N-best decoding: sample ``num_paths`` paths from each lattice (scores scaled by
+    ``nbest_scale`` to flatten the distribution), add the best path, take the distinct output
+    sequences, rescore each on the lattice (the sum over its alignments if ``log_semiring``, else the
+    best alignment as in icefall's nbest_decoding), and keep the best per lattice.
+
+    ``prune_prob`` > 0: arcs whose posterior is below it are removed first (a lattice of a large
+    HLG can hold 10^5-10^6 arcs, and the candidates' intersection with it then needs gigabytes);
+    the candidates are then scored on the pruned lattice.
+
+    ``output="tokens"``: the candidates are distinct token sequences (an open-vocabulary HLG,
+    whose ``<unk>`` words are only spelled by the tokens).
+
+    Returns the output symbols and the winning scores (natural log; -inf when a lattice
+    is empty).
+    """
+    import k2
+
+    n = lattice.shape[0]
+    c = _nbest_candidates(lattice, num_paths, nbest_scale, log_semiring, output, prune_prob)
+    if c is None:
+        return [[] for _ in range(n)], torch.full((n,), float("-inf"))
+    uniq, flat, tot = c
     per_fsa = k2.RaggedTensor(uniq.shape.remove_axis(2), tot.to(torch.float64))  # [fsa][seq]
     best = per_fsa.argmax(initial_value=float("-inf")).cpu().tolist()
     flat_list = flat.tolist()
@@ -206,6 +230,32 @@ def nbest(
     tot_cpu = tot.float().cpu()
     scores = torch.tensor([float(tot_cpu[b]) if b >= 0 else float("-inf") for b in best])
     return hyps, scores
+
+
+def nbest_lists(
+    lattice: "k2.Fsa",
+    num_paths: int = 100,
+    nbest_scale: float = 0.5,
+    log_semiring: bool = True,
+    output: str = "words",
+    prune_prob: float = 0.0,
+) -> List[List[Tuple[List[int], float]]]:
+    """The candidates :func:`nbest` chooses from, for a second pass to rescore: per lattice, its
+    distinct output sequences with their lattice scores (natural log), best first (an empty
+    list for a lattice with no path)."""
+    n = lattice.shape[0]
+    c = _nbest_candidates(lattice, num_paths, nbest_scale, log_semiring, output, prune_prob)
+    out: List[List[Tuple[List[int], float]]] = [[] for _ in range(n)]
+    if c is None:
+        return out
+    uniq, flat, tot = c
+    owner = uniq.shape.row_ids(1).cpu().tolist()
+    for seq, f, sc in zip(flat.tolist(), owner, tot.cpu().tolist()):
+        if sc != float("-inf"):
+            out[f].append((seq, float(sc)))
+    for lst in out:
+        lst.sort(key=lambda x: -x[1])
+    return out
 
 
 def ctc_k2_decode(
@@ -223,6 +273,7 @@ def ctc_k2_decode(
     log_semiring: bool = True,
     return_scores: bool = False,
     output: str = "words",
+    prune_prob: float = 0.0,
 ) -> Union[List[List[int]], Tuple[List[List[int]], torch.Tensor]]:
     """Decode CTC log-probs with a k2 graph: token ids with H, word ids with HLG.
 
@@ -236,7 +287,7 @@ def ctc_k2_decode(
         ``k2.intersect_dense_pruned``.
       subsampling_factor: lengths may exceed T by up to ``subsampling_factor - 1`` frames.
       method: ``1best`` (best path of the lattice) or ``nbest`` (see :func:`nbest`).
-      num_paths, nbest_scale, log_semiring: n-best settings.
+      num_paths, nbest_scale, log_semiring, prune_prob: n-best settings (:func:`nbest`).
       return_scores: also return the ``(N,)`` scores of the hypotheses (-inf: no path).
       output: ``words`` (the graph's output symbols: word ids of HLG, token ids of H) or
         ``tokens`` (HLG's token sequence: the text of an open-vocabulary HLG, whose ``<unk>``
@@ -258,7 +309,7 @@ def ctc_k2_decode(
             h, s = one_best(lattice, output)
         else:
             h, s = nbest(lattice, num_paths=num_paths, nbest_scale=nbest_scale, log_semiring=log_semiring,
-                         output=output)
+                         output=output, prune_prob=prune_prob)
         for j, i in enumerate(index):
             hyps[i] = h[j]
             scores[i] = s[j]

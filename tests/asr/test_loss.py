@@ -49,6 +49,26 @@ def test_k2_full_matches_reference():
     assert k2l.item() == pytest.approx(ref.item(), rel=1e-5)
 
 
+def test_per_sequence_losses_are_each_sequence_alone():
+    # reduction="none": sequence i's loss is the loss of a batch holding only sequence i (cut to
+    # its own lengths), for every backend present; and they sum to the batch loss
+    logits, targets, t_lens, u_lens = random_case(seed=2)
+    backends = ["torch"] + (["torchaudio"] if L.torchaudio_rnnt_available() else []) \
+        + (["k2"] if L.k2_available() else [])
+    for be in backends:
+        per = L.rnnt_loss_full(logits, targets, t_lens, u_lens, 0, be, reduction="none")
+        assert per.shape == (3,)
+        for i in range(3):
+            t, u = int(t_lens[i]), int(u_lens[i])
+            alone = L.rnnt_loss_full(logits[i:i + 1, :t, :u + 1], targets[i:i + 1, :u], t_lens[i:i + 1],
+                                     u_lens[i:i + 1], 0, "torch")
+            assert per[i].item() == pytest.approx(alone.item(), rel=1e-5), be
+        assert per.sum().item() == pytest.approx(L.rnnt_loss_full(logits, targets, t_lens, u_lens, 0, be).item(),
+                                                 rel=1e-5)
+    with pytest.raises(ValueError, match="reduction"):
+        L.rnnt_loss_full(logits, targets, t_lens, u_lens, 0, "torch", reduction="mean")
+
+
 def tiny_model(**kw):
     cfg = ModelConfig(feat_dim=20, vocab_size=8, encoder="lstm", encoder_dim=16, num_encoder_layers=1,
                       lstm_hidden=16, decoder_dim=16, joiner_dim=16, dropout=0.0, **kw)

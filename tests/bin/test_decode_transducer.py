@@ -9,7 +9,7 @@ import pytest
 from sltk.asr import loss as L
 
 ALL = ["greedy", "modified_beam", "ctc_greedy"]
-K2 = ["fast_beam", "fast_beam_LG", "ctc_H", "ctc_HLG", "ctc_HLG_nbest"]
+K2 = ["fast_beam", "fast_beam_LG", "ctc_H", "ctc_HLG", "ctc_HLG_nbest", "ctc_HLG_rnnt"]
 
 
 def test_decode_every_method(toy_corpus, overfit_model, tmp_path, run_env):
@@ -31,6 +31,7 @@ def test_decode_every_method(toy_corpus, overfit_model, tmp_path, run_env):
         assert len(wrong) <= 1, (m, wrong)  # an overfitted model: (nearly) every method is exact
         rtf = json.loads((d / "rtf.json").read_text())
         assert rtf["utterances"] == 10 and rtf["rtf"] > 0
+        assert rtf["checkpoint"] == cmd[cmd.index("--checkpoint") + 1] and rtf["lang_dir"] == str(lang)
         scores = [float(l.split()[1]) for l in (d / "scores.txt").read_text().splitlines()]
         assert all(s <= 0 for s in scores)
 

@@ -63,6 +63,32 @@ def test_k2_nbest_sums_alignments_and_finds_the_better_sequence(H):
     assert scores[0].item() == pytest.approx(3 * math.log(0.5), abs=1e-5)
 
 
+def test_nbest_lists_hand_computed(H):
+    # P_FLAT's candidates with their probabilities summed over alignments (hand-computed at the
+    # top of this file, and: "b" 3*0.1*0.25 + 2*0.01*0.5 + 0.001 = 0.086, "a a" only a-a = 0.08,
+    # "a b" ab- a-b -ab aab abb = 0.02*3 + 0.016 + 0.004 = 0.08), best first; nbest() picks the first
+    from sltk.decode.ctc import get_lattice, nbest, nbest_lists
+
+    want = {(): 0.125, (1,): 0.524, (2,): 0.086, (1, 1): 0.08, (1, 2): 0.08}
+    lattice, index = get_lattice(P_FLAT, [3], H)
+    (lst,) = nbest_lists(lattice, num_paths=300, nbest_scale=1.0)
+    assert index == [0] and lst[0][0] == [1]
+    assert [sc for _, sc in lst] == sorted((sc for _, sc in lst), reverse=True)
+    assert len({tuple(c) for c, _ in lst}) == len(lst)
+    seen = {tuple(c): sc for c, sc in lst}
+    assert len(set(seen) & set(want)) >= 4  # 300 samples find the likely ones
+    for c, p in want.items():
+        if c in seen:
+            assert seen[c] == pytest.approx(math.log(p), abs=1e-5), c
+    hyps, scores = nbest(lattice, num_paths=300, nbest_scale=1.0)
+    assert hyps[0] == lst[0][0] and scores[0].item() == pytest.approx(lst[0][1], abs=1e-5)
+    # posterior pruning first: the unlikely arcs go, "a" stays best, its score can only drop (fewer
+    # alignments) and fewer candidates remain
+    (pruned,) = nbest_lists(lattice, num_paths=300, nbest_scale=1.0, prune_prob=0.1)
+    assert pruned[0][0] == [1] and pruned[0][1] <= lst[0][1] + 1e-6 and len(pruned) < len(lst)
+    assert nbest(lattice, num_paths=300, nbest_scale=1.0, prune_prob=0.1)[0] == [[1]]
+
+
 def test_k2_batch_lengths_and_empty_sequences(H):
     lp = torch.tensor([
         [[0.1, 0.8, 0.1], [0.8, 0.1, 0.1], [0.1, 0.1, 0.8], [0.9, 0.05, 0.05]],

@@ -24,7 +24,7 @@ def test_tiny_recipe_end_to_end(tmp_path, run_env):
     exp = egs / "assistant" / "asr1" / "exp" / "tiny" / "model_tiny"
     table = (exp / "results.md").read_text()
     for m in ["greedy", "modified_beam", "fast_beam", "fast_beam_LG", "ctc_greedy", "ctc_H", "ctc_HLG",
-              "ctc_HLG_nbest", "fast_beam_LG_unk", "ctc_HLG_unk", "ctc_HLG_lm"]:
+              "ctc_HLG_nbest", "fast_beam_LG_unk", "ctc_HLG_unk", "ctc_HLG_lm", "ctc_HLG_rnnt_lm"]:
         assert f"| {m} |" in table
         assert (exp / "decode_test" / m / "scoring" / "wer.json").is_file()
     # the _unk methods decoded with the open-vocabulary lang (same BPE model)
@@ -53,6 +53,22 @@ def test_tiny_recipe_end_to_end(tmp_path, run_env):
                        env=env, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
     assert "Stage" not in r.stderr
+    # --decode-sets: scoring only the sets asked for; each set's decoding is marked done on its own,
+    # so that a set whose marker is gone is decoded again, alone
+    for f in (exp / "decode_dev").glob("*/scoring/wer.json"):
+        f.unlink()
+    (exp / ".decode_dev.done").unlink()
+    r = subprocess.run([str(run), "--size", "tiny", "--stage", "4", "--stop-stage", "5", "--decode-sets", "dev test",
+                        "--methods", "greedy ctc_HLG_lm"], capture_output=True, text=True, env=env, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "Stage 4: decode dev with" in r.stderr
+    table = (exp / "results.md").read_text()
+    assert "| WER dev (%) | WER test (%) | RTF" in table and "test_heldout_synth" not in table
+    assert [ln.split("|")[1].strip() for ln in table.splitlines() if ln.startswith("| ") and "method" not in ln] \
+        == ["greedy", "ctc_HLG_lm"]
+    assert f"Decoded: {Path('exp/tiny/model_tiny/avg-1-2.pt')}" in table  # from decode-transducer's rtf.json
+    assert (exp / "decode_dev" / "greedy" / "scoring" / "wer.json").is_file()
+    assert not (exp / "decode_dev" / "ctc_H" / "scoring" / "wer.json").is_file()
     # an unknown option is an error naming it
     r = subprocess.run([str(run), "--sizes", "tiny"], capture_output=True, text=True, env=env)
     assert r.returncode != 0 and "--sizes" in r.stderr

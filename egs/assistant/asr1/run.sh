@@ -14,7 +14,8 @@
 #      and <lang>_lm, lexicon and LM also from domain text (make-lm-text: the corpus's templates
 #      and catalogs, never a dev/test sentence), for the methods ending in _lm
 #   3  train (train-transducer), then average the last epochs
-#   4  decode every set with every method (decode-transducer), after test-time VTLN (each
+#   4  decode dev, test and test_heldout_synth (--decode-sets; each set marked done on its own)
+#      with every method (decode-transducer), after test-time VTLN (each
 #      speaker's frequency warp chosen by the model's likelihood; --vtln-warps "" turns it off)
 #   5  score (compute-wer, per voice/accent/synthesizer/intent) and write the results table
 set -euo pipefail
@@ -31,13 +32,15 @@ lm_order=3
 seed=0
 # decode-transducer's methods; a name ending in _unk: that method with the open-vocabulary lang,
 # in _lm: with the domain-text lang
-methods="greedy modified_beam fast_beam fast_beam_LG ctc_greedy ctc_H ctc_HLG ctc_HLG_nbest fast_beam_LG_unk ctc_HLG_unk ctc_HLG_lm"
+methods="greedy modified_beam fast_beam fast_beam_LG ctc_greedy ctc_H ctc_HLG ctc_HLG_nbest fast_beam_LG_unk ctc_HLG_unk ctc_HLG_lm ctc_HLG_rnnt_lm"
 lm_sentences=""     # sentences of domain LM text for <lang>_lm (default: full 100000, tiny/small 5000)
 num_utts=""         # utterances of the corpus (default: full 8000, the corpus RESULTS.md reports and
                     # conf/train.yaml's 4 epochs are timed for; tiny/small: make-synth-corpus's size)
 exp_tag=""          # suffix of the experiment directory
 lm_scale=0.5        # n-gram LM scale in HLG (ctc_HLG*): 1 / 0.7 / 0.5 / 0.3 gave 24.2 / 22.8 / 22.2 / 23.5% on dev
 vtln_warps=0.8,0.85,0.9,0.95,1,1.05,1.1  # test-time VTLN factors (decode-transducer --vtln-warps); "": off
+ckpt=""             # the checkpoint stages 4-5 decode (default: the newest avg-*.pt of the experiment)
+decode_sets="dev test test_heldout_synth"  # the sets stages 4 and 5 decode and score
 train_opts=""       # more train-transducer options, e.g. "--freq-warp 0.9 1.1" (VTLP; with --exp-tag)
 help_message="Usage: $0 [options]   (stages 0-5, see the top of this file)"
 
@@ -107,14 +110,17 @@ if stage_in 3 && ! stage_done "$exp/train"; then
   mark_done "$exp/train"
 fi
 
-ckpt=$(ls -t "$exp"/avg-*.pt 2>/dev/null | head -1 || true)
+[ -n "$ckpt" ] || ckpt=$(ls -t "$exp"/avg-*.pt 2>/dev/null | head -1 || true)
 [ -n "$ckpt" ] || ckpt=$(ls -t "$exp"/epoch-*.pt 2>/dev/null | head -1 || true)
+[ -z "$ckpt" ] || [ -f "$ckpt" ] || die "--ckpt $ckpt: no such checkpoint"
 
-if stage_in 4 && ! stage_done "$exp/decode"; then
+todo=""  # the sets not decoded yet (each set's decoding is marked done on its own)
+for s in $decode_sets; do stage_done "$exp/decode_$s" || todo="$todo $s"; done
+if stage_in 4 && [ -n "$todo" ]; then
   [ -n "$ckpt" ] || die "no checkpoint in $exp (run stage 3)"
-  log "Stage 4: decode with $ckpt: $methods"
+  log "Stage 4: decode$todo with $ckpt: $methods"
   variant() { case "$1" in *_unk) echo _unk ;; *_lm) echo _lm ;; *) echo "" ;; esac; }
-  for s in dev test test_heldout_synth; do
+  for s in $todo; do
     w2f=""  # the set's VTLN factors: estimated by its first decoding, reused by the others
     for v in "" _unk _lm; do  # the methods of each lang: <lang>, <lang>_unk, <lang>_lm
       margs=""
@@ -134,13 +140,13 @@ if stage_in 4 && ! stage_done "$exp/decode"; then
         if [ "$(variant "$m")" = "$v" ]; then mkdir -p "$exp/decode_$s"; ln -sfn "../decode_$s$v/${m%$v}" "$exp/decode_$s/$m"; fi
       done
     done
+    mark_done "$exp/decode_$s"
   done
-  mark_done "$exp/decode"
 fi
 
 if stage_in 5; then
   log "Stage 5: score"
-  for s in dev test test_heldout_synth; do
+  for s in $decode_sets; do
     for m in $methods; do
       d=$exp/decode_$s/$m
       [ -f "$d/hyp.txt" ] || { log "no $d/hyp.txt (method not decoded on $s): not scored"; continue; }
@@ -149,11 +155,11 @@ if stage_in 5; then
         --group-by "$data/synth/$s/utt2intent" "$data/synth/$s/text" "$d/hyp.txt" > "$d/wer.txt"
     done
   done
-  python3 local/results_table.py --exp "$exp" --sets "dev test test_heldout_synth" --methods "$methods" \
+  python3 local/results_table.py --exp "$exp" --sets "$decode_sets" --methods "$methods" \
     > "$exp/results.md"
   # how much of the error is words never seen in training, per set and method
   dirs=""
-  for s in dev test test_heldout_synth; do
+  for s in $decode_sets; do
     for m in $methods; do [ -f "$exp/decode_$s/$m/hyp.txt" ] && dirs="$dirs $exp/decode_$s/$m"; done
   done
   [ -z "$dirs" ] || { echo; echo "Out-of-vocabulary words:"; echo;

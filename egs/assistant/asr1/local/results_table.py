@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Print the recipe's results table (markdown) from compute-wer's wer.json and decode-transducer's
-rtf.json files: one row per decoding method, WER per set, RTF on the test set, and the WER per
-synthesizer / accent of the test sets."""
+rtf.json files: one row per decoding method, WER per set, RTF on the test set, the checkpoint(s)
+decoded (recorded in rtf.json by decode-transducer), and the WER per synthesizer / accent of the
+test sets."""
 
 import argparse
 import json
@@ -27,6 +28,11 @@ def main():
         r = exp / "decode_test" / m / "rtf.json"
         row.append(f"{json.loads(r.read_text())['rtf']:.4f}" if r.is_file() else "-")
         print("| " + " | ".join(row) + " |")
+    # what was decoded: decode-transducer records its checkpoint in each rtf.json
+    ckpts = sorted({json.loads(r.read_text()).get("checkpoint") or "?"
+                    for s in sets for m in methods for r in [exp / f"decode_{s}" / m / "rtf.json"] if r.is_file()})
+    if ckpts:
+        print(f"\nDecoded: {', '.join(ckpts)}")
     best = methods[0]
     for s in sets:
         p = exp / f"decode_{s}" / best / "scoring" / "wer.json"
