@@ -75,14 +75,18 @@ class DecodeOptions:
     nbest_chunk: int = 8                # ctc_HLG_nbest/_rnnt: utterances whose lattices are intersected
                                         # with their candidates at once (memory: a 300 s batch at once
                                         # took 23 GB with the asr1 domain-LM HLG)
+    lg_unk_penalty: Optional[float] = None  # fast_beam_LG, open-vocabulary lang: per-piece penalty of a
+                                        # spelled <unk> word; None: the lang's unk_penalty x lg_lm_scale
+                                        # (the spelling is part of the LM that LG scales)
     lg_fallback: bool = True            # fast_beam_LG: an utterance that no word sequence of LG explains
                                         # (an out-of-vocabulary word) is decoded without LG
 
 
-def compile_lg(lang, lm_scale: float = 1.0):
+def compile_lg(lang, lm_scale: float = 1.0, unk_penalty: Optional[float] = None):
     """LG for transducer fast beam search: det(L o G) over tokens with word aux labels,
     disambiguation tokens removed (icefall's compile_lg), LM scores scaled; an open-vocabulary
-    lang's ``<unk>`` spelled by tokens."""
+    lang's ``<unk>`` spelled by tokens, each piece adding ``unk_penalty`` (None: the lang's
+    penalty x ``lm_scale``, scaled like the rest of the LM)."""
     import k2
 
     from sltk.decode.graphs import compile_lg as _compile
@@ -90,7 +94,10 @@ def compile_lg(lang, lm_scale: float = 1.0):
     G = lang.graph("G")
     G = k2.Fsa.from_dict({k: v for k, v in G.as_dict().items()})
     G.scores = G.scores * lm_scale
-    return _compile(lang.graph("L_disambig"), G, lang.token2id["#0"], lang.word2id["#0"], lang.unk_spelling())
+    spell = lang.unk_spelling()
+    if spell is not None:
+        spell.penalty = spell.penalty * lm_scale if unk_penalty is None else float(unk_penalty)
+    return _compile(lang.graph("L_disambig"), G, lang.token2id["#0"], lang.word2id["#0"], spell)
 
 
 def _graph_with_lm_scale(graph, lm_scale: float):
@@ -119,7 +126,7 @@ class Decoder:
         self.model, self.method, self.lang, self.opts, self.device = model, method, lang, opts, device
         self.graph = None
         if method == "fast_beam_LG":
-            self.graph = compile_lg(lang, opts.lg_lm_scale).to(device)
+            self.graph = compile_lg(lang, opts.lg_lm_scale, opts.lg_unk_penalty).to(device)
         elif method == "ctc_H":
             self.graph = lang.graph("H", device)
         elif method.startswith("ctc_HLG"):
@@ -151,16 +158,11 @@ class Decoder:
             lp = m.ctc_logprobs(enc)
             if meth == "ctc_greedy":
                 ids = ctc_greedy(lp, enc_lens)
+            elif meth.endswith("nbest"):
+                ids = [c[0][0] if c else [] for c in self._nbest_lists(lp, enc_lens)]
             else:
-                nb = meth.endswith("nbest")
-                step = max(1, o.nbest_chunk if nb else lp.shape[0])  # n-best: a few lattices at a time
-                ids = []
-                for a in range(0, lp.shape[0], step):
-                    sl = slice(a, a + step)
-                    ids += ctc_k2_decode(lp[sl], enc_lens[sl], self.graph, search_beam=o.search_beam,
-                                         output_beam=o.output_beam, method="nbest" if nb else "1best",
-                                         num_paths=o.num_paths, nbest_scale=o.nbest_scale,
-                                         prune_prob=o.nbest_prune, output="tokens" if self.tokens_of_graph else "words")
+                ids = ctc_k2_decode(lp, enc_lens, self.graph, search_beam=o.search_beam, output_beam=o.output_beam,
+                                    output="tokens" if self.tokens_of_graph else "words")
         words = self.words_out and not self.tokens_of_graph
         texts = [self.lang.words_to_text(h) if words else self.lang.tokens_to_text(h) for h in ids]
         return texts, enc, enc_lens
@@ -185,17 +187,17 @@ class Decoder:
             self.fallbacks = getattr(self, "fallbacks", 0) + len(redo)
         return texts
 
-    def _rescore_with_rnnt(self, enc: torch.Tensor, enc_lens: torch.Tensor) -> List[str]:
-        """ctc_HLG_rnnt: the ``rnnt_nbest`` best of the HLG lattice's n-best candidates (word
-        sequences; token sequences for an open-vocabulary lang), each scored lattice score +
-        rnnt_scale x the transducer's log-likelihood of its tokens; the best per utterance."""
+    def _nbest_lists(self, lp: torch.Tensor, enc_lens: torch.Tensor) -> List[list]:
+        """Each utterance's n-best candidates on the graph (``sltk.decode.ctc.nbest_lists``: output
+        symbols and lattice score, best first; [] when its lattice is empty), ``nbest_chunk``
+        utterances' lattices at a time (the candidates' intersection with a large HLG's lattices
+        is what takes the memory)."""
         from sltk.decode import ctc
 
-        m, o = self.model, self.opts
-        lists: List[list] = [[] for _ in range(enc.shape[0])]
-        lp = m.ctc_logprobs(enc)
+        o = self.opts
+        lists: List[list] = [[] for _ in range(lp.shape[0])]
         step = max(1, o.nbest_chunk)
-        for a in range(0, enc.shape[0], step):
+        for a in range(0, lp.shape[0], step):
             lattice, index = ctc.get_lattice(lp[a: a + step], enc_lens[a: a + step], self.graph,
                                              o.search_beam, o.output_beam)
             if index:
@@ -204,6 +206,14 @@ class Decoder:
                                         output="tokens" if self.tokens_of_graph else "words")
                 for j, lst in zip(index, found):
                     lists[a + j] = lst
+        return lists
+
+    def _rescore_with_rnnt(self, enc: torch.Tensor, enc_lens: torch.Tensor) -> List[str]:
+        """ctc_HLG_rnnt: the ``rnnt_nbest`` best of the HLG lattice's n-best candidates (word
+        sequences; token sequences for an open-vocabulary lang), each scored lattice score +
+        rnnt_scale x the transducer's log-likelihood of its tokens; the best per utterance."""
+        m, o = self.model, self.opts
+        lists = self._nbest_lists(m.ctc_logprobs(enc), enc_lens)
         texts = []
         for i, cands in enumerate(lists):
             if not cands:

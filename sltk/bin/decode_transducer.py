@@ -72,6 +72,9 @@ def _read_spk2warp(path: str) -> dict:
 @click.option("--lg-lm-scale", default=0.01, type=float, show_default=True,
               help="fast_beam_LG: scale of the n-gram LM in LG (the transducer has its own LM; at 1 the LG "
                    "search deleted words: asr1 dev WER 39.0 vs 28.6 at 0.01, RESULTS.md).")
+@click.option("--lg-unk-penalty", default=None, type=float,
+              help="fast_beam_LG with an open-vocabulary lang: per-piece penalty (natural log) of a word "
+                   "spelled by tokens [the lang's unk_penalty x --lg-lm-scale].")
 @click.option("--lg-fallback/--no-lg-fallback", default=True,
               help="fast_beam_LG: decode an utterance without LG when no word sequence of LG explains it "
                    "(a word outside the lexicon); without, it keeps the best partial path.")
@@ -96,7 +99,7 @@ def _read_spk2warp(path: str) -> dict:
 @click.option("--nna-mode", default="int", type=click.Choice(["int", "fake", "float"]),
               help="Emulated models: the integer path, the fake-quantized training forward, or float.")
 def main(checkpoint, cuts, lang_dir, methods, out_dir, beam, fast_beam, max_states, max_contexts, search_beam,
-         output_beam, num_paths, nbest_scale, nbest_prune, rnnt_scale, rnnt_nbest, lm_scale, lg_lm_scale, lg_fallback, vtln_warps, spk2warp_file, vtln_utts, max_duration, device, num_threads, nna_config, calib_cuts,
+         output_beam, num_paths, nbest_scale, nbest_prune, rnnt_scale, rnnt_nbest, lm_scale, lg_lm_scale, lg_unk_penalty, lg_fallback, vtln_warps, spk2warp_file, vtln_utts, max_duration, device, num_threads, nna_config, calib_cuts,
          calib_utts, nna_mode):
     """Decode with greedy / beam / k2 fast beam search, or the CTC head with k2 lattices."""
     from sltk.decode.lang import load_lang
@@ -117,7 +120,7 @@ def main(checkpoint, cuts, lang_dir, methods, out_dir, beam, fast_beam, max_stat
     opts = DecodeOptions(beam=beam, fast_beam=fast_beam, max_states=max_states, max_contexts=max_contexts,
                          search_beam=search_beam, output_beam=output_beam, num_paths=num_paths,
                          nbest_scale=nbest_scale, nbest_prune=nbest_prune, rnnt_scale=rnnt_scale, rnnt_nbest=rnnt_nbest,
-                         lm_scale=lm_scale, lg_lm_scale=lg_lm_scale,
+                         lm_scale=lm_scale, lg_lm_scale=lg_lm_scale, lg_unk_penalty=lg_unk_penalty,
                          lg_fallback=lg_fallback)
     spk2warp = None
     if vtln_warps and spk2warp_file:
@@ -153,7 +156,7 @@ def main(checkpoint, cuts, lang_dir, methods, out_dir, beam, fast_beam, max_stat
         rtf = res["decode_s"] / max(1e-9, res["audio_s"])
         with atomic_open(out / "rtf.json") as f:
             json.dump({"method": method, "checkpoint": str(checkpoint), "lang_dir": str(lang_dir) if lang_dir else None,
-                       "lm_scale": lm_scale, "lg_lm_scale": lg_lm_scale, "rnnt_scale": rnnt_scale, "rnnt_nbest": rnnt_nbest, "utterances": len(res["hyps"]), "audio_s": round(res["audio_s"], 3),
+                       "lm_scale": lm_scale, "lg_lm_scale": lg_lm_scale, "lg_unk_penalty": lg_unk_penalty, "rnnt_scale": rnnt_scale, "rnnt_nbest": rnnt_nbest, "utterances": len(res["hyps"]), "audio_s": round(res["audio_s"], 3),
                        "decode_s": round(res["decode_s"], 3), "rtf": round(rtf, 5), "num_threads": num_threads,
                        "device": device, "nna": nna or None, "vtln_warps": vtln_warps or None,
                        **({"vtln_estimate_s": round(vtln_s, 3)} if spk2warp and not spk2warp_file else {}),

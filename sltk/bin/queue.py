@@ -52,12 +52,15 @@ class _ShellWords(click.ParamType):
 @click.option("--partition", default=None, help="Slurm partition.")
 @click.option("--time", "time_limit", default=None, help="Slurm time limit per job, e.g. 4:00:00.")
 @click.option("--job-name", default=None, help="Slurm job name [from the log file name].")
+@click.option("--append-log/--no-append-log", default=False,
+              help="Append to a log file that exists (a resumed training keeps its earlier runs' log) "
+                   "instead of replacing it.")
 @click.option("--sbatch-options", type=_ShellWords(), default=None,
               help="Further sbatch options, verbatim, e.g. \"--account=asr --qos=low\".")
 @click.argument("args", nargs=-1, type=click.UNPROCESSED, metavar="[JOB=1:N] LOG COMMAND [ARGS]...")
 def main(backend: str, max_jobs_run: Optional[int], num_threads: int, mem: Optional[str],
          gpu: int, partition: Optional[str], time_limit: Optional[str], job_name: Optional[str],
-         sbatch_options: List[str], args) -> int:
+         append_log: bool, sbatch_options: List[str], args) -> int:
     """Run COMMAND once, or as jobs JOB=1:N with JOB replaced by the job index in LOG and in
     every argument. Each job's output goes to its own log file. Exits 1 when a job fails,
     naming the failed jobs and showing the end of the first failed log.
@@ -66,6 +69,7 @@ def main(backend: str, max_jobs_run: Optional[int], num_threads: int, mem: Optio
     among several arguments, a shell operator on its own (\\|, '>', 2\\>\\&1) stays an
     operator and every other argument reaches the command as given."""
     jobs = parse_job_args(args)
+    jobs.append_log = append_log
     resources = Resources(num_threads=num_threads, mem=mem, gpu=gpu, partition=partition,
                           time=time_limit, extra=list(sbatch_options or []))
     n = len(jobs.indices)

@@ -143,11 +143,29 @@ def one_best(lattice: "k2.Fsa", output: str = "words") -> Tuple[List[List[int]],
     return _path_symbols(best, _output_labels(best, output)).tolist(), scores.float().cpu()
 
 
-def _nbest_candidates(lattice: "k2.Fsa", num_paths: int, nbest_scale: float, log_semiring: bool, output: str,
-                      prune_prob: float = 0.0):
-    """The distinct output sequences of ``num_paths`` sampled paths and the best path of each
-    lattice, scored on it: (uniq [fsa][seq][symbol], flat [seq][symbol], their scores), or None
-    when no lattice has a path. ``prune_prob`` > 0: arcs of lower posterior are removed first."""
+def nbest_lists(
+    lattice: "k2.Fsa",
+    num_paths: int = 100,
+    nbest_scale: float = 0.5,
+    log_semiring: bool = True,
+    output: str = "words",
+    prune_prob: float = 0.0,
+) -> List[List[Tuple[List[int], float]]]:
+    """The n-best candidates of each lattice, for :func:`nbest` or a second pass to rescore:
+    sample ``num_paths`` paths (scores scaled by ``nbest_scale`` to flatten the distribution), add
+    the best path, take the distinct output sequences and score each on the lattice (the sum over
+    its alignments if ``log_semiring``, else the best alignment as in icefall's nbest_decoding).
+
+    ``prune_prob`` > 0: arcs whose posterior is below it are removed first (a lattice of a large
+    HLG can hold 10^5-10^6 arcs, and the candidates' intersection with it then needs gigabytes);
+    the candidates are then scored on the pruned lattice.
+
+    ``output="tokens"``: the candidates are distinct token sequences (an open-vocabulary HLG,
+    whose ``<unk>`` words are only spelled by the tokens).
+
+    Returns, per lattice, its candidates' output symbols with their lattice scores (natural
+    log), best first; an empty list for a lattice with no path.
+    """
     import k2
 
     n = lattice.shape[0]
@@ -175,8 +193,9 @@ def _nbest_candidates(lattice: "k2.Fsa", num_paths: int, nbest_scale: float, log
     uniq, _, _ = seqs.unique(need_num_repeats=False, need_new2old_indexes=False)  # [fsa][seq][symbol]
     seq_to_fsa = uniq.shape.row_ids(1)
     flat = uniq.remove_axis(0)  # [seq][symbol]
+    out: List[List[Tuple[List[int], float]]] = [[] for _ in range(n)]
     if flat.dim0 == 0:
-        return None
+        return out
     cand = k2.add_epsilon_self_loops(k2.linear_fsa(flat.to(lattice.device)))
     # Match candidates against the lattice's output symbols: invert when it has aux_labels.
     if output == "tokens":  # an acceptor of the tokens (-1 on the final arcs, as H's outputs)
@@ -190,72 +209,22 @@ def _nbest_candidates(lattice: "k2.Fsa", num_paths: int, nbest_scale: float, log
     inter = k2.intersect_device(inv, cand, b_to_a_map=seq_to_fsa.to(torch.int32), sorted_match_a=True)
     inter = k2.top_sort(k2.connect(inter))
     tot = inter.get_tot_scores(use_double_scores=True, log_semiring=log_semiring)
-    return uniq, flat, tot
-
-
-def nbest(
-    lattice: "k2.Fsa",
-    num_paths: int = 100,
-    nbest_scale: float = 0.5,
-    log_semiring: bool = True,
-    output: str = "words",
-    prune_prob: float = 0.0,
-) -> Tuple[List[List[int]], torch.Tensor]:
-    """N-best decoding: sample ``num_paths`` paths from each lattice (scores scaled by
-    ``nbest_scale`` to flatten the distribution), add the best path, take the distinct output
-    sequences, rescore each on the lattice (the sum over its alignments if ``log_semiring``, else the
-    best alignment as in icefall's nbest_decoding), and keep the best per lattice.
-
-    ``prune_prob`` > 0: arcs whose posterior is below it are removed first (a lattice of a large
-    HLG can hold 10^5-10^6 arcs, and the candidates' intersection with it then needs gigabytes);
-    the candidates are then scored on the pruned lattice.
-
-    ``output="tokens"``: the candidates are distinct token sequences (an open-vocabulary HLG,
-    whose ``<unk>`` words are only spelled by the tokens).
-
-    Returns the output symbols and the winning scores (natural log; -inf when a lattice
-    is empty).
-    """
-    import k2
-
-    n = lattice.shape[0]
-    c = _nbest_candidates(lattice, num_paths, nbest_scale, log_semiring, output, prune_prob)
-    if c is None:
-        return [[] for _ in range(n)], torch.full((n,), float("-inf"))
-    uniq, flat, tot = c
-    per_fsa = k2.RaggedTensor(uniq.shape.remove_axis(2), tot.to(torch.float64))  # [fsa][seq]
-    best = per_fsa.argmax(initial_value=float("-inf")).cpu().tolist()
-    flat_list = flat.tolist()
-    hyps = [flat_list[b] if b >= 0 else [] for b in best]
-    tot_cpu = tot.float().cpu()
-    scores = torch.tensor([float(tot_cpu[b]) if b >= 0 else float("-inf") for b in best])
-    return hyps, scores
-
-
-def nbest_lists(
-    lattice: "k2.Fsa",
-    num_paths: int = 100,
-    nbest_scale: float = 0.5,
-    log_semiring: bool = True,
-    output: str = "words",
-    prune_prob: float = 0.0,
-) -> List[List[Tuple[List[int], float]]]:
-    """The candidates :func:`nbest` chooses from, for a second pass to rescore: per lattice, its
-    distinct output sequences with their lattice scores (natural log), best first (an empty
-    list for a lattice with no path)."""
-    n = lattice.shape[0]
-    c = _nbest_candidates(lattice, num_paths, nbest_scale, log_semiring, output, prune_prob)
-    out: List[List[Tuple[List[int], float]]] = [[] for _ in range(n)]
-    if c is None:
-        return out
-    uniq, flat, tot = c
-    owner = uniq.shape.row_ids(1).cpu().tolist()
+    owner = seq_to_fsa.cpu().tolist()
     for seq, f, sc in zip(flat.tolist(), owner, tot.cpu().tolist()):
         if sc != float("-inf"):
             out[f].append((seq, float(sc)))
     for lst in out:
-        lst.sort(key=lambda x: -x[1])
+        lst.sort(key=lambda x: -x[1])  # stable: ties keep the candidates' order
     return out
+
+
+def nbest(lattice: "k2.Fsa", **kwargs) -> Tuple[List[List[int]], torch.Tensor]:
+    """N-best decoding: the best of each lattice's :func:`nbest_lists` candidates (same options).
+    Returns the output symbols and their scores (natural log; -inf when a lattice is empty)."""
+    lists = nbest_lists(lattice, **kwargs)
+    hyps = [lst[0][0] if lst else [] for lst in lists]
+    scores = torch.tensor([lst[0][1] if lst else float("-inf") for lst in lists], dtype=torch.float32)
+    return hyps, scores
 
 
 def ctc_k2_decode(

@@ -63,6 +63,7 @@ class JobArray:
     var: Optional[str] = None
     start: int = 1
     end: int = 1
+    append_log: bool = False  # append to an existing log (a resumed training) instead of replacing it
 
     @property
     def indices(self) -> List[int]:
@@ -207,7 +208,7 @@ def _start_local(jobs: JobArray, index: int, env: Dict[str, str]) -> _Running:
     cmd = jobs.command_line(index)
     log_path = jobs.log_path(index)
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    logf = open(log_path, "w", encoding="utf-8")
+    logf = open(log_path, "a" if jobs.append_log else "w", encoding="utf-8")
     logf.write(f"# {cmd}\n# Started at {_now()}\n")
     logf.flush()
     proc = subprocess.Popen(
@@ -330,7 +331,7 @@ export OMP_NUM_THREADS={resources.num_threads}
   printf '# %s\\n' "$cmd"
   printf '# Started at %s\\n' "$(date '+{DATE_FORMAT}')"
   printf '# Running on %s (Slurm job %s_%s)\\n' "${{HOSTNAME:-$(uname -n)}}" "${{SLURM_ARRAY_JOB_ID:-?}}" "$job"
-}} >"$log"
+}} {">>" if jobs.append_log else ">"}"$log"
 start=$(date +%s)
 bash -c "$cmd" </dev/null >>"$log" 2>&1
 rc=$?
@@ -394,7 +395,7 @@ def run_slurm(jobs: JobArray, resources: Optional[Resources] = None,
     status = {i: qdir / f"{job_name}.{i}.status" for i in jobs.indices}
     out = slurm_output(jobs, job_name)
     for i in jobs.indices:  # a previous run's files must not pass for this one's
-        for stale in (status[i], jobs.log_path(i), Path(str(out).replace("%a", str(i)))):
+        for stale in (status[i], Path(str(out).replace("%a", str(i)))) + (() if jobs.append_log else (jobs.log_path(i),)):
             stale.unlink(missing_ok=True)
     script = qdir / f"{job_name}.sh"
     script.write_text(_batch_script(jobs, resources, qdir, job_name), encoding="utf-8")

@@ -55,3 +55,31 @@ def test_fast_beam_lg_falls_back_where_the_graph_has_no_path(toy_corpus, overfit
     assert texts[0] == known and n == 0
     # without the fallback a sentence the graph cannot spell keeps at most the known words
     assert all(texts[i] != refs[i] and set(texts[i].split()) <= set(known.split()) for i in others)
+
+
+def test_open_vocabulary_lg_spelling_penalty_scales_with_the_lm(toy_corpus, tmp_path):
+    # LG's LM is scaled down for the transducer (lg_lm_scale); the <unk> spelling is part of that
+    # LM, so each spelled piece costs the lang's penalty x the scale, or the explicit penalty.
+    from sltk.asr.decode import compile_lg
+    from sltk.decode.lang import prepare_lang
+
+    cuts_path, lang_dir = toy_corpus
+    text = tmp_path / "text.txt"
+    text.write_text("BAD DACE\nDACE BAD BAD\nBAD FACE\n")  # a word seen once: <unk> gets LM mass
+    prepare_lang([text], tmp_path / "open", bpe_model=Path(lang_dir) / "bpe.model", lm_order=2, open_vocab=True,
+                 unk_penalty=-3.0)
+    lang = load_lang(tmp_path / "open")
+    conts = lang.unk_spelling().conts
+    assert conts
+
+    def loop_scores(lg):
+        # the continuation pieces of a spelled word: arcs that only add the penalty (no LM score;
+        # L has no scores, so the lexicon's continuation pieces without LM score have 0)
+        arcs = lg.arcs.values()[:, :3]
+        sel = torch.tensor([int(a[2]) in conts for a in arcs]) & (lg.lm_scores == 0)
+        assert int(sel.sum()) > 0
+        return set(round(float(x), 6) for x in lg.scores[sel]) - {0.0}
+
+    assert loop_scores(compile_lg(lang, 1.0)) == {-3.0}
+    assert loop_scores(compile_lg(lang, 0.01)) == {-0.03}
+    assert loop_scores(compile_lg(lang, 0.01, unk_penalty=-0.5)) == {-0.5}

@@ -92,6 +92,18 @@ def test_local_single_job(tmp_path):
     assert "JOB stays" in text and "# Ended (code 0)" in text
 
 
+def test_local_append_log(tmp_path):
+    # a rerun (a resumed training) replaces its log by default, appends with --append-log
+    for word in ("first", "second"):
+        assert queue(tmp_path, "log/r.log", "echo", word).returncode == 0
+    assert "first" not in (tmp_path / "log" / "r.log").read_text()
+    for word in ("third", "fourth"):
+        assert queue(tmp_path, "--append-log", "log/r.log", "echo", word).returncode == 0
+    lines = (tmp_path / "log" / "r.log").read_text().splitlines()
+    assert [ln for ln in lines if not ln.startswith("#")] == ["second", "third", "fourth"]
+    assert sum(ln.startswith("# Ended (code 0)") for ln in lines) == 3
+
+
 def test_local_failures_are_reported(tmp_path):
     cmd = "echo start JOB; for i in $(seq 15); do echo line$i; done; [ JOB -eq 1 ] || exit 7"
     r = queue(tmp_path, "JOB=1:3", "log/f.JOB.log", cmd)
@@ -190,6 +202,17 @@ def test_slurm_submits_one_array_and_collects(tmp_path, fake_slurm):
         assert lines[-2].startswith("# Accounting: time=") and lines[-2].endswith(" threads=2")
         assert lines[-1].startswith("# Ended (code 0) at ")
         assert (tmp_path / "exp" / "log" / "q" / f"dec.{i}.status").read_text().strip() == "0"
+
+
+def test_slurm_append_log(tmp_path, fake_slurm):
+    _, env = fake_slurm
+    for args in ([], [], ["--append-log"]):
+        r = queue(tmp_path, "--backend", "slurm", *args, "JOB=1:2", "log/a.JOB.log", "echo", "run JOB", env=env)
+        assert r.returncode == 0, r.stderr
+    for i in (1, 2):
+        lines = (tmp_path / "log" / f"a.{i}.log").read_text().splitlines()
+        assert [ln for ln in lines if not ln.startswith("#")] == [f"run {i}", f"run {i}"]
+        assert sum(ln.startswith("# Started at") for ln in lines) == 2
 
 
 def test_slurm_failures_and_missing_status(tmp_path, fake_slurm):

@@ -35,7 +35,7 @@ seed=0
 methods="greedy modified_beam fast_beam fast_beam_LG ctc_greedy ctc_H ctc_HLG ctc_HLG_nbest fast_beam_LG_unk ctc_HLG_unk ctc_HLG_lm ctc_HLG_rnnt_lm"
 lm_sentences=""     # sentences of domain LM text for <lang>_lm (default: full 100000, tiny/small 5000)
 num_utts=""         # utterances of the corpus (default: full 8000, the corpus RESULTS.md reports and
-                    # conf/train.yaml's 4 epochs are timed for; tiny/small: make-synth-corpus's size)
+                    # conf/train.yaml's 5 epochs are timed for; tiny/small: make-synth-corpus's size)
 exp_tag=""          # suffix of the experiment directory
 lm_scale=0.5        # n-gram LM scale in HLG (ctc_HLG*): 1 / 0.7 / 0.5 / 0.3 gave 24.2 / 22.8 / 22.2 / 23.5% on dev
 vtln_warps=0.8,0.85,0.9,0.95,1,1.05,1.1  # test-time VTLN factors (decode-transducer --vtln-warps); "": off
