@@ -72,9 +72,9 @@ def _read_spk2warp(path: str) -> dict:
 @click.option("--lg-lm-scale", default=0.01, type=float, show_default=True,
               help="fast_beam_LG: scale of the n-gram LM in LG (the transducer has its own LM; at 1 the LG "
                    "search deleted words: asr1 dev WER 39.0 vs 28.6 at 0.01, RESULTS.md).")
-@click.option("--lg-unk-penalty", default=None, type=float,
+@click.option("--lg-unk-penalty", default=-1.0, type=float, show_default=True,
               help="fast_beam_LG with an open-vocabulary lang: per-piece penalty (natural log) of a word "
-                   "spelled by tokens [the lang's unk_penalty x --lg-lm-scale].")
+                   "spelled by tokens (the lang's unk_penalty is HLG's; asr1 dev: RESULTS.md).")
 @click.option("--lg-fallback/--no-lg-fallback", default=True,
               help="fast_beam_LG: decode an utterance without LG when no word sequence of LG explains it "
                    "(a word outside the lexicon); without, it keeps the best partial path.")
