@@ -45,7 +45,8 @@ log = logging.getLogger("sltk")
 @click.option("--unk-penalty", type=float, default=-6.0, show_default=True,
               help="--open-vocab: log score added per token of a spelled <unk> word (<= 0). At 0, a "
                    "CTC head's best tokens out-score the lexicon's spelling of known words; -6 was "
-                   "best of 0/-2/-4/-6/-8 on asr1's dev set (RESULTS.md).")
+                   "best of 0/-2/-4/-6/-8 on asr1's dev set (RESULTS.md). It is HLG's; decode-transducer "
+                   "compiles LG with its own --lg-unk-penalty.")
 @click.option("--overwrite", is_flag=True, help="Redo everything even if the outputs exist.")
 def main(texts, lang_dir, vocab_size, lm_order, modified_ctc_topo, bpe_model, arpa, kaldi_text, graphs,
          open_vocab, unk_penalty, overwrite):
