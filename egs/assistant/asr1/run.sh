@@ -8,7 +8,7 @@
 # Stages:
 #   0  synthesize the corpus (make-synth-corpus): train, dev (train voices), test (unseen
 #      voices), test_heldout_synth (a synthesizer never used in training)
-#   1  features (compute-features): 80-dim fbank; speed perturbation 0.9/1.1 on train (full)
+#   1  features (compute-features): 80-dim fbank; speed perturbation 0.9/1.1 on train (small/full)
 #   2  lang (prepare-lang): BPE, lexicon, 3-gram LM, H, L, HLG; and <lang>_unk, the same with an
 #      open vocabulary (--open-vocab: <unk> spelled by BPE pieces), for the methods ending in _unk;
 #      and <lang>_lm, lexicon and LM also from domain text (make-lm-text: the corpus's templates
@@ -37,6 +37,9 @@ lm_sentences=""     # sentences of domain LM text for <lang>_lm (default: full 1
 num_utts=""         # utterances of the corpus (default: full 8000, the corpus RESULTS.md reports and
                     # conf/train.yaml's 5 epochs are timed for; tiny/small: make-synth-corpus's size)
 exp_tag=""          # suffix of the experiment directory
+data_tag=""         # suffix of data/<size> and exp/<size>: a corpus made with other options
+                    # (e.g. --num-utts 20000 --data-tag _20k) lives beside the default one
+speed_perturb=0.9,1.1  # speed perturbation of train (small/full; compute-features --speed-perturb); "": off
 lm_scale=0.5        # n-gram LM scale in HLG (ctc_HLG*): 1 / 0.7 / 0.5 / 0.3 gave 24.2 / 22.8 / 22.2 / 23.5% on dev
 vtln_warps=0.8,0.85,0.9,0.95,1,1.05,1.1  # test-time VTLN factors (decode-transducer --vtln-warps); "": off
 ckpt=""             # the checkpoint stages 4-5 decode (default: the newest avg-*.pt of the experiment)
@@ -57,10 +60,10 @@ esac
 [ "$size" != full ] || num_utts=${num_utts:-8000}
 [ "$size" = full ] && lm_sentences=${lm_sentences:-100000} || lm_sentences=${lm_sentences:-5000}
 
-data=data/$size
-fbank=data/$size/fbank
-lang=data/$size/lang_bpe_$vocab_size
-exp=exp/$size/$(basename "$model_conf" .yaml)$exp_tag
+data=data/$size$data_tag
+fbank=$data/fbank
+lang=$data/lang_bpe_$vocab_size
+exp=exp/$size$data_tag/$(basename "$model_conf" .yaml)$exp_tag
 sets="train dev test test_heldout_synth"
 mkdir -p "$exp/log"
 
@@ -75,7 +78,7 @@ if stage_in 1 && ! stage_done "$fbank/all"; then
   log "Stage 1: features"
   for s in $sets; do
     sp=""
-    if [ "$s" = train ] && [ "$size" != tiny ]; then sp="--speed-perturb 0.9,1.1"; fi
+    if [ "$s" = train ] && [ "$size" != tiny ] && [ -n "$speed_perturb" ]; then sp="--speed-perturb $speed_perturb"; fi
     compute-features --config conf/fbank.yaml --nj "$nj" $sp $([ "$s" = train ] && echo --cmvn-stats) \
       "$data/synth/$s" "$fbank/$s"
   done
