@@ -6,8 +6,9 @@ reference words that are out of the training vocabulary (OOV), the WER on the ut
 reference is entirely in-vocabulary, how many of the errors are OOV reference words that
 were not recognized, and the WER on the utterances whose sentence is not one of the training
 transcripts (the short commands recur, so a larger training set contains more of the test
-sentences: this WER compares models trained on different amounts of text fairly). A word-level LM (fast_beam_LG, HLG) can never output an OOV word unless its
-lang is open-vocabulary (the _unk methods); the other methods can only spell one from subwords."""
+sentences: this WER compares models trained on different amounts of text fairly). A word-level
+LM (fast_beam_LG, HLG) can never output an OOV word unless its lang is open-vocabulary (the
+_unk methods); the other methods can only spell one from subwords."""
 
 import argparse
 import json
@@ -43,9 +44,8 @@ def main():
                 if rw != EPS and rw not in vocab and rw != hw:
                     oov_missed += 1
         all_res = compute_wer(refs, hyps)
-        iv_res = compute_wer(iv_refs, {k: hyps.get(k, "") for k in iv_refs})
         new_refs = {k: r for k, r in refs.items() if " ".join(r.split()) not in sentences}
-        new_res = compute_wer(new_refs, {k: hyps.get(k, "") for k in new_refs})
+        iv_res, new_res = (compute_wer(sub, {k: hyps.get(k, "") for k in sub}) for sub in (iv_refs, new_refs))
         row = {"wer": round(all_res.total.wer, 2), "oov_rate": round(100 * n_oov / max(1, n_words), 2),
                "oov_words_missed": oov_missed, "oov_words": n_oov, "errors": all_res.total.errors,
                "iv_utterances": len(iv_refs), "utterances": len(refs), "wer_iv_utterances": round(iv_res.total.wer, 2),
